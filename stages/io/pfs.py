@@ -1,0 +1,105 @@
+"""The /pfs contract: where inputs are, and how outputs are written without half-files.
+
+A stage reads `<pfs>/<input>/<exam>/...` and writes `<pfs>/out/<exam>/...`. Each exam's
+outputs are staged in a hidden directory under `out/` and renamed into place only when
+the exam is complete, so a killed stage never leaves a partial exam behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ERROR_RECORD = "error.json"
+STAGING_PREFIX = ".bcd-staging-"
+
+
+def resolve_pfs_root(cli_value: str | None) -> Path:
+    """`--pfs DIR` if given, else $PFS_ROOT, else /pfs."""
+    return Path(cli_value or os.environ.get("PFS_ROOT") or "/pfs")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temp file in the same directory and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as tmp:
+            tmp.write(data)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write `obj` as indented JSON, atomically."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file (errors propagate: callers turn them into error records)."""
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def exam_dirs(input_root: Path) -> list[Path]:
+    """The exam directories directly under an input, sorted by name.
+
+    With glob "/*" a datum holds one exam; with "/" or run by hand it holds all of them.
+    Hidden entries (staging leftovers, dot-files) are not exams.
+    """
+    if not input_root.is_dir():
+        return []
+    return sorted(p for p in input_root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def upstream_error(exam_dir: Path) -> dict[str, Any] | None:
+    """The error record an upstream stage left for this exam, if any."""
+    record = exam_dir / ERROR_RECORD
+    return read_json(record) if record.is_file() else None
+
+
+def remove_stale_staging(out_root: Path) -> None:
+    """Delete staging directories left behind by a killed earlier run."""
+    if out_root.is_dir():
+        for leftover in out_root.glob(f"{STAGING_PREFIX}*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+@contextmanager
+def exam_output(out_root: Path, exam_id: str) -> Iterator[Path]:
+    """Stage one exam's outputs; publish them as `out_root/exam_id` only on success.
+
+    Whatever was there before (a previous run's outputs or error record) is replaced
+    whole, so an exam directory always holds one run's complete outputs.
+    """
+    out_root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out_root, prefix=f"{STAGING_PREFIX}{exam_id}-"))
+    try:
+        yield staging
+        _publish(staging, out_root / exam_id)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _publish(staging: Path, final: Path) -> None:
+    for path in staging.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+    if final.exists():
+        retired = final.with_name(f"{STAGING_PREFIX}{final.name}-old")
+        shutil.rmtree(retired, ignore_errors=True)
+        os.replace(final, retired)
+        os.replace(staging, final)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        os.replace(staging, final)
