@@ -79,7 +79,9 @@ class Exam:
         for view in VIEWS:
             if len(per_view[view]) != len(self.images[view]):
                 raise ValueError(f"{key}[{view}] does not align with the view's images")
-        return Exam(self.exam_id, self.horizontal_flip, self.images, {**self.metadata, key: per_view})
+        return Exam(
+            self.exam_id, self.horizontal_flip, self.images, {**self.metadata, key: per_view}
+        )
 
 
 def exam_from_dict(exam_id: str, exam_dict: Any, *, file: str = "exam.json") -> Exam:

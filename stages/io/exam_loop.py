@@ -17,7 +17,6 @@ from stages.io.pfs import (
     ERROR_RECORD,
     exam_output,
     remove_stale_staging,
-    resolve_pfs_root,
     upstream_error,
     write_json,
 )
@@ -97,4 +96,3 @@ def run_exams(
                 write_json(staging / ERROR_RECORD, error_record(stage, error))
             print(f"bcd {stage}: ERROR {error}", file=sys.stderr, flush=True)
     return 1 if strict and failed else 0
-

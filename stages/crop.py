@@ -1,0 +1,74 @@
+"""Stage `crop`: cut each mammogram down to its breast.
+
+Reads  <pfs>/sample_data/<exam>/exam.json and the PNGs beside it.
+Writes <pfs>/out/<exam>/cropped_images/<image>.png and cropped_exam_list.json.
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from stages.core.cropping import crop_image, crop_info
+from stages.core.errors import DataError
+from stages.core.exam import VIEWS
+from stages.core.orientation import crop_mode
+from stages.core.patches import PATCH_SIZE
+from stages.io.exam_files import CROPPED_EXAM_JSON, CROPPED_IMAGES, EXAM_JSON, load_exam, read_image
+from stages.io.exam_loop import run_exams, stage_parser, warn
+from stages.io.images import write_png
+from stages.io.pfs import exam_dirs, resolve_pfs_root, write_json
+
+INPUT = "sample_data"
+
+
+def crop_exam(input_root: Path, exam_id: str, staging: Path) -> None:
+    """Crop every image of one exam into `staging`."""
+    exam = load_exam(input_root / exam_id, EXAM_JSON)
+    metadata: dict[str, dict[str, list]] = {}
+    for view in VIEWS:
+        for name in exam.images[view]:
+            file = f"{name}.png"
+            image = read_image(input_root / exam_id / file, exam_id, file)
+            if image.dtype == np.uint8:
+                warn(
+                    "crop",
+                    exam_id,
+                    file,
+                    "8-bit image: processed, but the models were "
+                    "trained on 12-bit data stored as 16-bit; prefer the original depth",
+                )
+            try:
+                info = crop_info(image, crop_mode(view, exam.horizontal_flip))
+            except DataError as error:
+                raise DataError(error.reason, exam=exam_id, file=file) from error
+            cropped = crop_image(image, info)
+            if min(cropped.shape) < PATCH_SIZE:
+                raise DataError(
+                    f"cropped image is {cropped.shape[0]}x{cropped.shape[1]} px, under the "
+                    f"{PATCH_SIZE} px heatmap patch on one axis: not a usable mammogram",
+                    exam=exam_id,
+                    file=file,
+                )
+            write_png(staging / CROPPED_IMAGES / file, cropped)
+            for key, value in info.as_json().items():
+                metadata.setdefault(key, {v: [] for v in VIEWS})[view].append(value)
+    for key, per_view in metadata.items():
+        exam = exam.with_metadata(key, per_view)
+    write_json(staging / CROPPED_EXAM_JSON, exam.to_dict())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = stage_parser("crop", "Crop each mammogram to the breast (NYU reference rules).")
+    args = parser.parse_args(argv)
+    pfs_root = resolve_pfs_root(args.pfs)
+    input_root = pfs_root / INPUT
+    exam_ids = [path.name for path in exam_dirs(input_root)]
+    return run_exams("crop", pfs_root, exam_ids, partial(crop_exam, input_root), strict=args.strict)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""Reading an exam's JSON and images from a stage input, with errors that name the file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from stages.core.errors import DataError
+from stages.core.exam import Exam, exam_from_dict
+from stages.io.images import read_greyscale_png
+from stages.io.pfs import read_json
+
+EXAM_JSON = "exam.json"
+CROPPED_EXAM_JSON = "cropped_exam_list.json"
+CENTERS_JSON = "data.json"
+CROPPED_IMAGES = "cropped_images"
+
+
+def load_exam(exam_dir: Path, json_name: str) -> Exam:
+    """Read and validate `<exam_dir>/<json_name>`; DataError naming the file when bad."""
+    exam_id = exam_dir.name
+    path = exam_dir / json_name
+    if not path.is_file():
+        raise DataError(
+            f"{json_name} not found: each exam directory needs one", exam=exam_id, file=json_name
+        )
+    try:
+        exam_dict = read_json(path)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DataError(f"not valid JSON ({error})", exam=exam_id, file=json_name) from error
+    return exam_from_dict(exam_id, exam_dict, file=json_name)
+
+
+def read_image(path: Path, exam: str, file: str) -> np.ndarray:
+    """A greyscale PNG of an exam; DataError naming exam and file when missing or bad."""
+    if not path.is_file():
+        raise DataError("image listed in the exam but not found", exam=exam, file=file)
+    return read_greyscale_png(path, exam=exam, file=file)

@@ -1,0 +1,114 @@
+"""Greyscale PNG reading and writing with the checks a pipeline over real data needs.
+
+The header is read before any pixel is decoded, so a colour image, an unsupported bit
+depth or a decompression bomb is refused by name at the cost of a few bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from stages.core.errors import DataError
+from stages.io.pfs import atomic_write_bytes
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# A full-field mammogram has at most ~25 Mpixel; 60 Mpixel leaves room and still refuses
+# the bomb headers (e.g. 60000 x 60000) before they are decoded.
+MAX_PIXELS = 60_000_000
+COLOUR_TYPES = {0: "greyscale", 2: "RGB", 3: "palette", 4: "greyscale+alpha", 6: "RGBA"}
+# Fast deflate: the cropped images are intermediate files, read once downstream.
+PNG_WRITE_COMPRESSION = 1
+
+
+@dataclass(frozen=True)
+class PngHeader:
+    width: int
+    height: int
+    bit_depth: int
+    colour_type: int
+
+
+def read_png_header(path: Path, *, exam: str | None = None, file: str | None = None) -> PngHeader:
+    """Parse the IHDR chunk; DataError if the file is not a PNG or is cut short."""
+    with open(path, "rb") as handle:
+        head = handle.read(33)
+    if len(head) < 33 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
+        raise DataError("not a PNG file (or cut short before its header)", exam=exam, file=file)
+    width, height, bit_depth, colour_type = struct.unpack(">IIBB", head[16:26])
+    if zlib.crc32(head[12:29]) != struct.unpack(">I", head[29:33])[0]:
+        raise DataError("corrupt PNG header (CRC mismatch)", exam=exam, file=file)
+    return PngHeader(width, height, bit_depth, colour_type)
+
+
+def read_greyscale_png(
+    path: Path, *, exam: str | None = None, file: str | None = None
+) -> np.ndarray:
+    """Decode a single-channel 8- or 16-bit PNG as uint8/uint16, keeping its values.
+
+    Refused with a DataError naming the file: colour images, other bit depths, more than
+    MAX_PIXELS pixels (checked from the header, before decoding), corrupt or truncated data.
+    """
+    header = read_png_header(path, exam=exam, file=file)
+    if header.colour_type != 0:
+        kind = COLOUR_TYPES.get(header.colour_type, f"colour type {header.colour_type}")
+        raise DataError(
+            f"{kind} PNG: mammograms must be single-channel greyscale; "
+            "convert the source to 16-bit greyscale (e.g. re-ingest from DICOM)",
+            exam=exam,
+            file=file,
+        )
+    if header.bit_depth not in (8, 16):
+        raise DataError(
+            f"{header.bit_depth}-bit PNG: only 8- and 16-bit greyscale are supported",
+            exam=exam,
+            file=file,
+        )
+    if header.width * header.height > MAX_PIXELS:
+        raise DataError(
+            f"header claims {header.width}x{header.height} pixels, over the "
+            f"{MAX_PIXELS:,}-pixel limit; refusing to decode (decompression-bomb guard)",
+            exam=exam,
+            file=file,
+        )
+    if not _ends_with_iend(path):
+        raise DataError("truncated PNG (no IEND chunk at the end)", exam=exam, file=file)
+    image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    expected_dtype = np.uint16 if header.bit_depth == 16 else np.uint8
+    if (
+        image is None
+        or image.shape != (header.height, header.width)
+        or image.dtype != expected_dtype
+    ):
+        raise DataError("corrupt PNG: its pixel data could not be decoded", exam=exam, file=file)
+    return image
+
+
+def _ends_with_iend(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        handle.seek(0, 2)
+        size = handle.tell()
+        handle.seek(max(0, size - 12))
+        return handle.read(12)[4:8] == b"IEND"
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """PNG bytes of a 2-D uint8/uint16 array, or of an (H, W, 3) uint8 RGB array."""
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    ok, encoded = cv2.imencode(
+        ".png", np.ascontiguousarray(image), [cv2.IMWRITE_PNG_COMPRESSION, PNG_WRITE_COMPRESSION]
+    )
+    if not ok:
+        raise ValueError(f"cannot encode array of shape {image.shape} and dtype {image.dtype}")
+    return encoded.tobytes()
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    """Write `image` as PNG atomically, keeping its dtype (16-bit stays 16-bit)."""
+    atomic_write_bytes(path, encode_png(image))

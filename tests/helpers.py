@@ -1,0 +1,61 @@
+"""Test helpers: paths to the real sample images and a small synthetic exam writer."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+NYU_SAMPLE = SHARED / "data" / "nyu_sample"
+VIEWS = ("L-CC", "R-CC", "L-MLO", "R-MLO")
+
+
+def python_module_cmd(module: str, *args: str) -> list[str]:
+    """argv running `python -m module` with this interpreter."""
+    return [sys.executable, "-m", module, *args]
+
+
+def breast_phantom(height: int, width: int, facing_right: bool, seed: int) -> np.ndarray:
+    """A uint16 half-ellipse of tissue on the chest-wall edge plus a marker and a label.
+
+    Facing right = the chest wall is on the left edge (a raw left breast, flip NO).
+    """
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[0:height, 0:width]
+    centre_y = height / 2 + rng.integers(-height // 10, height // 10)
+    radius_y, radius_x = height * 0.38, width * 0.55
+    inside = ((rows - centre_y) / radius_y) ** 2 + (cols / radius_x) ** 2 <= 1
+    image = np.where(inside, 800 + rng.integers(0, 3000, size=inside.shape), 0).astype(np.uint16)
+    image[5:15, width - 30 : width - 20] = 4000  # skin marker, far from the breast
+    label = np.zeros((height, width), np.uint8)  # OpenCV draws text on 8-bit images only
+    cv2.putText(label, "LCC", (width - 140, height - 20), 0, 1.0, 255, 2)
+    image[label > 0] = 3000
+    return image if facing_right else np.ascontiguousarray(np.fliplr(image))
+
+
+def write_exam(
+    root: Path,
+    exam_id: str,
+    flip: str = "NO",
+    size: tuple[int, int] = (900, 700),
+    seed: int = 0,
+) -> dict:
+    """Write a synthetic four-view exam in the project's exam format; return its exam dict."""
+    exam_dir = root / exam_id
+    exam_dir.mkdir(parents=True)
+    exam: dict = {"horizontal_flip": flip}
+    for index, view in enumerate(VIEWS):
+        side = view[0]
+        name = f"{exam_id}_{view.replace('-', '_')}"
+        # Raw orientation: left breasts face right; flip YES mirrors the whole exam.
+        facing_right = (side == "L") == (flip == "NO")
+        image = breast_phantom(*size, facing_right=facing_right, seed=seed + index)
+        cv2.imwrite(str(exam_dir / f"{name}.png"), image)
+        exam[view] = [name]
+    (exam_dir / "exam.json").write_text(json.dumps(exam))
+    return exam

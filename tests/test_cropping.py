@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+import scipy.ndimage
+
+from stages.core.cropping import crop_info, dilate, erode, largest_component
+from stages.core.errors import DataError
+
+
+def random_masks(count, shape, seed):
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        yield scipy.ndimage.gaussian_filter(rng.random(shape), 2.5) > 0.5
+
+
+@pytest.mark.parametrize("iterations", [1, 2, 5, 13])
+def test_distance_transform_morphology_equals_iterated_cross(iterations):
+    for mask in random_masks(25, (64, 48), seed=iterations):
+        assert np.array_equal(
+            erode(mask, iterations), scipy.ndimage.binary_erosion(mask, iterations=iterations)
+        )
+        assert np.array_equal(
+            dilate(mask, iterations), scipy.ndimage.binary_dilation(mask, iterations=iterations)
+        )
+
+
+def test_hundred_iterations_with_mask_touching_the_border():
+    mask = np.zeros((420, 380), bool)
+    mask[:300, :250] = True  # touches top and left borders: they count as background
+    mask[350:, 300:] = True
+    assert np.array_equal(erode(mask, 100), scipy.ndimage.binary_erosion(mask, iterations=100))
+    eroded = erode(mask, 100)
+    assert np.array_equal(
+        dilate(eroded, 100), scipy.ndimage.binary_dilation(eroded, iterations=100)
+    )
+
+
+def test_largest_component_ties_go_to_first_in_raster_order():
+    mask = np.zeros((10, 10), bool)
+    mask[6:8, 0:3] = True  # 6 pixels, starts at row 6
+    mask[1:3, 5:8] = True  # 6 pixels, starts at row 1: first in raster order
+    chosen = largest_component(mask)
+    assert chosen[1, 5] and not chosen[6, 0]
+
+
+def test_black_image_is_a_data_error():
+    with pytest.raises(DataError, match="no breast tissue"):
+        crop_info(np.zeros((400, 300), np.uint16), "right")
+
+
+def test_thin_lines_only_is_a_data_error():
+    image = np.zeros((400, 300), np.uint16)
+    image[::20, :] = 1000  # grid lines vanish under the erosion
+    with pytest.raises(DataError, match="no breast tissue"):
+        crop_info(image, "left")
+
+
+def test_crop_removes_marker_and_keeps_breast_against_chest_wall():
+    image = np.zeros((700, 600), np.uint16)
+    rows, cols = np.mgrid[0:700, 0:600]
+    breast = ((rows - 350) / 260.0) ** 2 + (cols / 330.0) ** 2 <= 1  # chest wall on the left
+    image[breast] = 2000
+    image[10:40, 550:580] = 4000  # marker: a separate component after erosion
+    info = crop_info(image, "right")
+    top, bottom, left, right = info.window_location
+    # The tissue that survives scipy's own 100 erosions + 100 dilations (the marker does not),
+    # boxed, plus the 50 px buffer above/below and on the side away from the chest wall.
+    opened = scipy.ndimage.binary_dilation(
+        scipy.ndimage.binary_erosion(image > 0, iterations=100), iterations=100
+    )
+    ys, xs = np.nonzero(opened)
+    assert (top, bottom, left) == (ys.min() - 50, ys.max() + 1 + 50, 0)
+    assert right == xs.max() + 1 + 50
+    assert info.distance_from_starting_side == 0
+    # Mirrored image, mode "left": mirrored window, landmarks measured as width - x.
+    mirrored = crop_info(np.fliplr(image), "left")
+    assert mirrored.window_location == (top, bottom, 600 - right, 600 - left)
+    assert mirrored.distance_from_starting_side == 0
