@@ -1,0 +1,46 @@
+# Everything a user or CI needs, from a fresh clone: `make run`, `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+OUT ?= output
+WORKERS ?= 1
+
+.PHONY: install test lint run sample-data demo-models models bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -e '.[torch,dicom,dev]'
+	touch $@
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+sample-data: $(STAMP)
+	$(BIN)/python scripts/make_sample_data.py --out sample_data
+
+# Seeded stand-in weights, only where no checkpoint is present (real ones: `make models`).
+demo-models: $(STAMP)
+	@if [ ! -e models/sample_patch_model.p ]; then $(BIN)/bcd models demo models; fi
+
+models: $(STAMP)
+	$(BIN)/python scripts/download_models.py models
+
+run: $(STAMP) demo-models
+	$(BIN)/bcd run --data sample_data --models models --out $(OUT) --workers $(WORKERS) \
+		--summary-json $(OUT)/run-summary.json
+	@echo "Predictions: $(OUT)/summary/predictions.csv   Reports: $(OUT)/summary/index.html"
+
+bench: $(STAMP) demo-models
+	$(BIN)/bcd bench --json $(OUT)/bench.json
+
+clean:
+	rm -rf $(OUT) build *.egg-info
+
+-include bundle.mk
