@@ -22,7 +22,13 @@ from stages import __version__
 from stages.core.exam import LABELS, VIEWS, Exam
 from stages.core.orientation import to_facing_right
 from stages.core.windows import sample_view_input
-from stages.io.exam_files import CENTERS_JSON, CROPPED_IMAGES, load_exam, read_image
+from stages.io.exam_files import (
+    CENTERS_JSON,
+    CROPPED_IMAGES,
+    PREDICTIONS_JSON,
+    load_exam,
+    read_image,
+)
 from stages.io.exam_loop import run_exams, stage_parser
 from stages.io.heatmaps_h5 import heatmap_path, read_heatmap
 from stages.io.pfs import atomic_write_bytes, exam_dirs, read_json, resolve_pfs_root, write_json
@@ -40,7 +46,6 @@ from stages.nets.view_split import label_probabilities
 AUGMENTATION_SEED = 0
 MODEL_FILES = {"image": IMAGE_MODEL_FILE, "imageheatmaps": IMAGEHEATMAPS_MODEL_FILE}
 MODEL_CHANNELS = {"image": 1, "imageheatmaps": 3}
-PREDICTIONS_JSON = "predictions.json"
 
 
 @dataclass(frozen=True)

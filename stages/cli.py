@@ -5,7 +5,15 @@ from __future__ import annotations
 import importlib
 import sys
 
-STAGES = ("crop", "extract_centers", "generate_heatmaps", "classify", "visualize", "summary")
+STAGES = (
+    "crop",
+    "extract_centers",
+    "generate_heatmaps",
+    "classify",
+    "visualize",
+    "summary",
+    "single_stage",
+)
 # Sub-command -> module whose main(argv) -> int implements it.
 COMMANDS = {
     "run": "stages.runner.cli",

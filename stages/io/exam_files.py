@@ -16,6 +16,8 @@ EXAM_JSON = "exam.json"
 CROPPED_EXAM_JSON = "cropped_exam_list.json"
 CENTERS_JSON = "data.json"
 CROPPED_IMAGES = "cropped_images"
+PREDICTIONS_JSON = "predictions.json"
+REPORT_HTML = "report.html"
 
 
 def load_exam(exam_dir: Path, json_name: str) -> Exam:

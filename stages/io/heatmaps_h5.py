@@ -39,11 +39,12 @@ def read_heatmap(
     try:
         with h5py.File(path, "r") as h5:
             heatmap = np.asarray(h5["image"]).T
-    except (OSError, KeyError) as error:
+    except (OSError, KeyError, TypeError, ValueError) as error:
         raise DataError(f"unreadable heatmap file ({error})", exam=exam, file=file) from error
     if heatmap.shape != tuple(expected_shape):
+        size = "x".join(str(n) for n in heatmap.shape) or "a scalar"
         raise DataError(
-            f"heatmap is {heatmap.shape[0]}x{heatmap.shape[1]} but its image is "
+            f"heatmap is {size} but its image is "
             f"{expected_shape[0]}x{expected_shape[1]}: regenerate the heatmaps",
             exam=exam,
             file=file,

@@ -97,12 +97,15 @@ def _ends_with_iend(path: Path) -> bool:
         return handle.read(12)[4:8] == b"IEND"
 
 
-def encode_png(image: np.ndarray) -> bytes:
-    """PNG bytes of a 2-D uint8/uint16 array, or of an (H, W, 3) uint8 RGB array."""
+def encode_png(image: np.ndarray, compression: int = PNG_WRITE_COMPRESSION) -> bytes:
+    """PNG bytes of a 2-D uint8/uint16 array, or of an (H, W, 3) uint8 RGB array.
+
+    `compression` is zlib's level (0-9): fast by default, higher for files kept for people.
+    """
     if image.ndim == 3:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     ok, encoded = cv2.imencode(
-        ".png", np.ascontiguousarray(image), [cv2.IMWRITE_PNG_COMPRESSION, PNG_WRITE_COMPRESSION]
+        ".png", np.ascontiguousarray(image), [cv2.IMWRITE_PNG_COMPRESSION, compression]
     )
     if not ok:
         raise ValueError(f"cannot encode array of shape {image.shape} and dtype {image.dtype}")

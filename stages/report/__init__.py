@@ -1,0 +1,1 @@
+"""Human-readable outputs: heatmap overlays and self-contained HTML reports."""

@@ -1,0 +1,62 @@
+"""Stage `single_stage`: the whole DAG inside one datum (pipelines/single-stage/).
+
+Reads  <pfs>/sample_data/<exam>/ and <pfs>/models/.
+Writes <pfs>/out/<stage>/<exam>/... for crop, extract_centers, generate_heatmaps,
+       classify and visualize: the same files the five-pipeline DAG writes to its repos.
+Each stage runs in this process on a scratch /pfs tree whose inputs are the previous
+stages' outputs; extra arguments go to every stage (e.g. --strict).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from stages.io.pfs import resolve_pfs_root
+
+# (stage, the inputs it reads), in DAG order.
+PIPELINE: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("crop", ("sample_data",)),
+    ("extract_centers", ("crop",)),
+    ("generate_heatmaps", ("crop", "extract_centers", "models")),
+    ("classify", ("crop", "extract_centers", "generate_heatmaps", "models")),
+    ("visualize", ("crop", "generate_heatmaps", "classify")),
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="bcd stage single_stage", description="All stages of one datum in sequence."
+    )
+    parser.add_argument("--pfs", metavar="DIR", help="default: $PFS_ROOT, else /pfs")
+    known, stage_args = parser.parse_known_args(argv)
+    pfs_root = resolve_pfs_root(known.pfs)
+    out_root = pfs_root / "out"
+    with tempfile.TemporaryDirectory(prefix="bcd-single-stage-") as scratch_dir:
+        scratch = Path(scratch_dir)
+        produced = {name: pfs_root / name for name in ("sample_data", "models")}
+        for stage, inputs in PIPELINE:
+            stage_pfs = scratch / stage
+            stage_pfs.mkdir()
+            for name in inputs:
+                os.symlink(produced[name].resolve(), stage_pfs / name)
+            code = importlib.import_module(f"stages.{stage}").main(
+                ["--pfs", str(stage_pfs), *stage_args]
+            )
+            if code != 0:
+                return code
+            produced[stage] = stage_pfs / "out"
+        out_root.mkdir(parents=True, exist_ok=True)
+        for stage, _ in PIPELINE:
+            if produced[stage].is_dir():
+                shutil.move(produced[stage], out_root / stage)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

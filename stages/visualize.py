@@ -1,0 +1,76 @@
+"""visualize stage: heatmap overlay figures and one self-contained HTML report per exam.
+
+Inputs crop, generate_heatmaps and classify, joined per exam. Writes
+out/<exam>/<image>_overlay.png (full resolution, radiological orientation) and
+out/<exam>/report.html (overlays embedded, downscaled). Radiological orientation and
+layout: right breasts face left and hang on the viewer's left, left breasts face right
+and hang on the right, so the chest walls meet in the middle; CC above MLO.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from stages.io.exam_files import CROPPED_EXAM_JSON, REPORT_HTML, load_exam
+from stages.io.exam_loop import run_exams, stage_parser
+from stages.io.heatmaps_h5 import KINDS
+from stages.io.images import encode_png
+from stages.io.pfs import atomic_write_bytes, exam_dirs, resolve_pfs_root
+from stages.report.figure import view_figure
+from stages.report.html import ViewImage, exam_report_html
+from stages.report.inputs import read_cropped_image, read_probability_heatmap
+from stages.report.png import OVERLAY_PNG_COMPRESSION, fit_height
+from stages.report.predictions import read_predictions
+
+STAGE = "visualize"
+INPUTS = ("crop", "generate_heatmaps", "classify")
+# Embedded copies this tall keep a four-view report to a few MB.
+EMBEDDED_HEIGHT = 900
+
+
+def write_exam_report(pfs_root: Path, exam_id: str, out_dir: Path) -> None:
+    """Read one exam's crops, heatmaps and predictions; write its overlays and report."""
+    crop_dir, heatmaps_dir = pfs_root / "crop" / exam_id, pfs_root / "generate_heatmaps" / exam_id
+    exam = load_exam(crop_dir, CROPPED_EXAM_JSON)
+    predictions = read_predictions(pfs_root / "classify" / exam_id, exam_id)
+    images = []
+    for view, name in exam.image_names():
+        image = read_cropped_image(crop_dir, exam_id, name)
+        heatmaps = {
+            kind: read_probability_heatmap(heatmaps_dir, exam_id, kind, name, image.shape)
+            for kind in KINDS
+        }
+        figure = view_figure(
+            image,
+            heatmaps["malignant"],
+            heatmaps["benign"],
+            view=view,
+            image_name=name,
+            horizontal_flip=exam.horizontal_flip,
+        )
+        overlay_file = f"{name}_overlay.png"
+        atomic_write_bytes(out_dir / overlay_file, encode_png(figure, OVERLAY_PNG_COMPRESSION))
+        embedded = encode_png(fit_height(figure, EMBEDDED_HEIGHT), OVERLAY_PNG_COMPRESSION)
+        images.append(ViewImage(view, name, embedded, overlay_file))
+    atomic_write_bytes(out_dir / REPORT_HTML, exam_report_html(predictions, images).encode())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = stage_parser(STAGE, "Heatmap overlays and an HTML report per exam.")
+    args = parser.parse_args(argv)
+    pfs_root = resolve_pfs_root(args.pfs)
+    # Joined per exam in a pipeline; run by hand, every exam any input holds.
+    exam_ids = sorted({exam.name for name in INPUTS for exam in exam_dirs(pfs_root / name)})
+    return run_exams(
+        STAGE,
+        pfs_root,
+        exam_ids,
+        lambda exam_id, out_dir: write_exam_report(pfs_root, exam_id, out_dir),
+        upstream_inputs=INPUTS,
+        strict=args.strict,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
