@@ -84,6 +84,7 @@ def exam_output(out_root: Path, exam_id: str) -> Iterator[Path]:
     """
     out_root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out_root, prefix=f"{STAGING_PREFIX}{exam_id}-"))
+    staging.chmod(0o755)  # mkdtemp's 0700 would hide the published exam from other users
     try:
         yield staging
         _publish(staging, out_root / exam_id)

@@ -1,0 +1,74 @@
+# The Pachyderm bundle: images, pipeline specs, deployment (included from Makefile).
+#
+#   make build-images [REGISTRY=... TAG=...]   docker build every stage's target
+#   make push-images  [REGISTRY=... TAG=...]   docker push them
+#   make deploy [VARIANT=cpu|single-stage|pachyderm-1.x] [REGISTRY=... TAG=...]
+#                                              create repos, then pipelines in DAG order
+#   make update-pipelines [VARIANT=...]        the same with `pachctl update pipeline`
+#   make put-sample / make put-models          upload sample_data/ and models/
+#
+# Image names, the registry and tag defaults live in scripts/render_pipelines.py; the
+# specs deployed are rendered from it with this REGISTRY and TAG into build/pipelines/.
+
+BUNDLE_PYTHON ?= python3
+DOCKER ?= docker
+PACHCTL ?= pachctl
+RENDER := $(BUNDLE_PYTHON) scripts/render_pipelines.py
+REGISTRY ?= $(shell $(RENDER) --default registry)
+TAG ?= $(shell $(RENDER) --default tag)
+VARIANT ?=
+BUNDLE_SPECS ?= build/pipelines
+SPEC_DIR := $(BUNDLE_SPECS)/$(VARIANT)
+
+NEED_DOCKER = command -v $(DOCKER) >/dev/null 2>&1 || { \
+	echo "$@: '$(DOCKER)' not found: install Docker with BuildKit (buildx)" >&2; exit 1; }
+NEED_CLUSTER = command -v $(PACHCTL) >/dev/null 2>&1 || { \
+	echo "$@: '$(PACHCTL)' not found: install pachctl (or use scripts/deploy.py)" >&2; exit 1; }; \
+	$(PACHCTL) version >/dev/null 2>&1 || { \
+	echo "$@: no Pachyderm cluster reachable: '$(PACHCTL) version' failed;" \
+	"check 'pachctl config get active-context' or run 'pachctl port-forward'" >&2; exit 1; }
+
+.PHONY: build-images push-images render-bundle deploy update-pipelines put-sample put-models
+
+IMAGES = images=$$($(RENDER) --images --registry $(REGISTRY) --tag $(TAG)) || exit 1
+
+build-images:
+	@$(NEED_DOCKER)
+	@$(IMAGES); echo "$$images" | while read -r target image; do \
+		echo "$(DOCKER) build -f docker/Dockerfile --target $$target -t $$image ."; \
+		DOCKER_BUILDKIT=1 $(DOCKER) build -f docker/Dockerfile --target $$target -t $$image . \
+			|| exit 1; \
+	done
+
+push-images:
+	@$(NEED_DOCKER)
+	@$(IMAGES); echo "$$images" | while read -r target image; do \
+		echo "$(DOCKER) push $$image"; \
+		$(DOCKER) push $$image || exit 1; \
+	done
+
+RENDER_BUNDLE = rm -rf $(BUNDLE_SPECS) && $(RENDER) --out $(BUNDLE_SPECS) --registry $(REGISTRY) --tag $(TAG)
+
+render-bundle:
+	@$(RENDER_BUNDLE)
+
+deploy: PIPELINE_VERB = create
+update-pipelines: PIPELINE_VERB = update
+deploy update-pipelines:
+	@$(NEED_CLUSTER)
+	@$(RENDER_BUNDLE)
+	@for repo in sample_data models; do \
+		$(PACHCTL) inspect repo $$repo >/dev/null 2>&1 || $(PACHCTL) create repo $$repo || exit 1; \
+	done
+	@for spec in $$($(BUNDLE_PYTHON) scripts/deploy.py --order $(SPEC_DIR)); do \
+		echo "$(PACHCTL) $(PIPELINE_VERB) pipeline -f $$spec"; \
+		$(PACHCTL) $(PIPELINE_VERB) pipeline -f $$spec || exit 1; \
+	done
+
+put-sample:
+	@$(NEED_CLUSTER)
+	$(PACHCTL) put file -r sample_data@master:/ -f sample_data/
+
+put-models:
+	@$(NEED_CLUSTER)
+	$(PACHCTL) put file -r models@master:/ -f models/
