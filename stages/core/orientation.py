@@ -8,10 +8,11 @@ from stages.core.exam import view_side
 
 
 def crop_mode(view: str, horizontal_flip: str) -> str:
-    """'right' when the breast touches the right edge of the raw image, else 'left'.
+    """'right' when the breast points right in the raw image (chest wall on the left
+    edge), else 'left'.
 
-    Raw images show left breasts facing right (chest wall on the left edge) and right
-    breasts facing left; horizontal_flip "YES" mirrors the whole exam.
+    Raw images show left breasts facing right and right breasts facing left;
+    horizontal_flip "YES" mirrors the whole exam.
     """
     left_side = view_side(view) == "L"
     return "right" if left_side == (horizontal_flip == "NO") else "left"

@@ -1,0 +1,1 @@
+"""`bcd ingest`: DICOM files, the NYU reference layout or PNG folders into the exam format."""
