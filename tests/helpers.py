@@ -59,3 +59,15 @@ def write_exam(
         exam[view] = [name]
     (exam_dir / "exam.json").write_text(json.dumps(exam))
     return exam
+
+
+def load_sample_data_generator():
+    """scripts/make_sample_data.py as a module (scripts/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "make_sample_data", REPO / "scripts" / "make_sample_data.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
