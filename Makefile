@@ -43,4 +43,4 @@ bench: $(STAMP) demo-models
 clean:
 	rm -rf $(OUT) build *.egg-info
 
--include bundle.mk
+include bundle.mk

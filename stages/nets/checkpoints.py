@@ -1,0 +1,201 @@
+"""Loading checkpoints safely and checking that they fit the model before using them.
+
+Files are read with `torch.load(..., weights_only=True)`: only tensors and plain
+containers are rebuilt, so a pickle that would run code is refused, not executed. The
+layouts are the published ones: the patch model is a bare state dict, the classifiers
+are {"model": state_dict}.
+"""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+
+from stages.nets.densenet import PatchDenseNet121
+from stages.nets.provenance import (
+    IMAGE_MODEL_FILE,
+    IMAGEHEATMAPS_MODEL_FILE,
+    MODEL_FILES,
+    PATCH_MODEL_FILE,
+)
+from stages.nets.view_split import (
+    IMAGE_CHANNELS,
+    IMAGE_HEATMAPS_CHANNELS,
+    TRUNK_ALIASES,
+    ViewSplitClassifier,
+)
+
+ModelT = TypeVar("ModelT", bound=nn.Module)
+_SHOWN_KEYS = 5
+# Buffers some torch versions do not save; eval-mode inference never reads them.
+_OPTIONAL_SUFFIX = ".num_batches_tracked"
+
+
+class CheckpointError(ValueError):
+    """A weights file that cannot be used: unreadable, unsafe, or not for this model."""
+
+
+def read_checkpoint(path: Path) -> Any:
+    """The object stored in a torch checkpoint, rebuilt with weights_only loading."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file (see models/README.md for the weights)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"{path}: refused: not made of tensors and plain containers only (a pickle that "
+            "could run code, or a damaged file); nothing in it was executed "
+            f"({_last_detail(str(error))})"
+        ) from error
+    except Exception as error:
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({error})") from error
+
+
+def as_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    """`obj` as a state dict (str -> tensor); CheckpointError naming `path` otherwise."""
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state dict")
+    not_named = [repr(key) for key in obj if not isinstance(key, str)]
+    if not_named:
+        raise CheckpointError(
+            f"{path}: not a state dict; keys that are not names: {_first(not_named)}"
+        )
+    not_tensors = [key for key, value in obj.items() if not isinstance(value, torch.Tensor)]
+    if not_tensors:
+        raise CheckpointError(
+            f"{path}: not a plain state dict of tensors; entries that are not tensors: "
+            f"{_first(not_tensors)}"
+        )
+    return dict(obj)
+
+
+def read_patch_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The bare state dict of a patch-classifier file."""
+    return as_state_dict(read_checkpoint(path), path)
+
+
+def read_classifier_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The state dict under "model" in a view-split classifier file (other entries ignored)."""
+    obj = read_checkpoint(path)
+    if not isinstance(obj, Mapping) or "model" not in obj:
+        raise CheckpointError(
+            f'{path}: a classifier checkpoint must be {{"model": state_dict}}; '
+            f"found {_describe(obj)}"
+        )
+    return as_state_dict(obj["model"], path)
+
+
+def check_fits(model: nn.Module, state_dict: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Raise CheckpointError naming the first missing, unexpected and misshapen keys."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict and not k.endswith(_OPTIONAL_SUFFIX)]
+    unexpected = [k for k in state_dict if k not in expected]
+    misshapen = [
+        f"{k} (file {tuple(state_dict[k].shape)}, model {tuple(expected[k].shape)})"
+        for k in state_dict
+        if k in expected and state_dict[k].shape != expected[k].shape
+    ]
+    problems = [
+        f"{len(keys)} {what}: {_first(keys)}"
+        for what, keys in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatches", misshapen),
+        )
+        if keys
+    ]
+    if problems:
+        raise CheckpointError(
+            f"{path}: does not fit {type(model).__name__}: " + "; ".join(problems)
+        )
+
+
+def load_patch_classifier(
+    path: Path, device: torch.device | str = "cpu", *, swap_axes: bool = False
+) -> PatchDenseNet121:
+    """The patch classifier with the weights in `path`, in eval mode on `device`."""
+    model = PatchDenseNet121(swap_axes=swap_axes)
+    _load_into(model, read_patch_state_dict(path), path)
+    return _ready(model, device)
+
+
+def load_view_split_classifier(
+    path: Path, input_channels: int, device: torch.device | str = "cpu"
+) -> ViewSplitClassifier:
+    """The view-split classifier (1 channel: image-only, 3: image+heatmaps) from `path`."""
+    model = ViewSplitClassifier(input_channels)
+    state_dict = read_classifier_state_dict(path)
+    first_conv = state_dict.get("four_view_resnet.cc.first_conv.weight")
+    if first_conv is not None and first_conv.ndim == 4 and first_conv.shape[1] != input_channels:
+        raise CheckpointError(
+            f"{path}: made for {first_conv.shape[1]}-channel input, not the {input_channels} "
+            "asked for (1 = image-only, 3 = image+heatmaps)"
+        )
+    _load_into(model, state_dict, path)
+    _warn_if_aliases_differ(state_dict, path)
+    return _ready(model, device)
+
+
+def load_model_file(path: Path, device: torch.device | str = "cpu") -> nn.Module:
+    """The model a file of the published names (models/sample_*_model.p) is for."""
+    if path.name == PATCH_MODEL_FILE:
+        return load_patch_classifier(path, device)
+    channels = {IMAGE_MODEL_FILE: IMAGE_CHANNELS, IMAGEHEATMAPS_MODEL_FILE: IMAGE_HEATMAPS_CHANNELS}
+    if path.name not in channels:
+        raise CheckpointError(f"{path}: not one of the model file names {MODEL_FILES}")
+    return load_view_split_classifier(path, channels[path.name], device)
+
+
+def _load_into(model: nn.Module, state_dict: dict[str, torch.Tensor], path: Path) -> None:
+    check_fits(model, state_dict, path)
+    complete = {**model.state_dict(), **state_dict}
+    model.load_state_dict(complete)
+
+
+def _ready(model: ModelT, device: torch.device | str) -> ModelT:
+    return model.to(device).eval().requires_grad_(False)
+
+
+def _warn_if_aliases_differ(state_dict: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Warn when a side alias holds other tensors than its trunk (a careless stand-in).
+
+    The load then keeps the copy registered last (r_cc, r_mlo), as the NYU code does.
+    """
+    for alias, trunk in TRUNK_ALIASES:
+        trunk_prefix, alias_prefix = f"four_view_resnet.{trunk}.", f"four_view_resnet.{alias}."
+        names = [key[len(trunk_prefix) :] for key in state_dict if key.startswith(trunk_prefix)]
+        differing = [
+            name
+            for name in names
+            if alias_prefix + name in state_dict
+            and not torch.equal(state_dict[trunk_prefix + name], state_dict[alias_prefix + name])
+        ]
+        if differing:
+            warnings.warn(
+                f"{path}: four_view_resnet.{alias} differs from four_view_resnet.{trunk} "
+                f"({_first(differing)}); the copies registered last (r_cc, r_mlo) are used",
+                stacklevel=3,
+            )
+
+
+def _last_detail(message: str) -> str:
+    """The specific line of torch's weights-only refusal (what it met), without the advice."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return next((line for line in reversed(lines) if not line.startswith("Check the ")), "")
+
+
+def _first(items: list[str]) -> str:
+    shown = ", ".join(items[:_SHOWN_KEYS])
+    return shown + (f", ... ({len(items) - _SHOWN_KEYS} more)" if len(items) > _SHOWN_KEYS else "")
+
+
+def _describe(obj: Any) -> str:
+    if isinstance(obj, Mapping):
+        return "a dict with keys " + _first([repr(key) for key in obj])
+    return f"a {type(obj).__name__}"
