@@ -49,7 +49,8 @@ def crop_exam(input_root: Path, exam_id: str, staging: Path) -> None:
             if min(cropped.shape) < PATCH_SIZE:
                 raise DataError(
                     f"cropped image is {cropped.shape[0]}x{cropped.shape[1]} px, under the "
-                    f"{PATCH_SIZE} px heatmap patch on one axis: not a usable mammogram",
+                    f"{PATCH_SIZE} px heatmap patch on one axis: not a usable mammogram; check the "
+                    "image (a thumbnail or a spot view?)",
                     exam=exam_id,
                     file=file,
                 )

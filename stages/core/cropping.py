@@ -81,7 +81,8 @@ def crop_info(image: np.ndarray, mode: str) -> CropInfo:
     if not eroded.any():
         raise DataError(
             "no breast tissue found: the image is black (all zero) or holds only thin "
-            "structures that vanish under the crop's 100-pixel erosion"
+            "structures that vanish under the crop's 100-pixel erosion; check that the file "
+            "is the mammogram itself and that its pixel values are not all zero"
         )
     mask = dilate(largest_component(eroded), MORPHOLOGY_ITERATIONS)
 

@@ -36,7 +36,7 @@ def view_side(view: str) -> str:
     return view.split("-", 1)[0]
 
 
-def check_name(name: Any, what: str, *, exam: str | None = None) -> str:
+def check_name(name: Any, what: str, *, exam: str | None = None, file: str | None = None) -> str:
     """Return `name` if it is a safe file-name component, else raise DataError.
 
     Safe: letters, digits, '.', '_' and '-' only, and not made of dots alone, so that
@@ -47,6 +47,7 @@ def check_name(name: Any, what: str, *, exam: str | None = None) -> str:
             f"invalid {what} {name!r}: use only letters, digits, '.', '_' and '-' "
             "(no path separators, no '..')",
             exam=exam,
+            file=file,
         )
     return name
 
@@ -104,7 +105,7 @@ def exam_from_dict(exam_id: str, exam_dict: Any, *, file: str = "exam.json") -> 
         if not isinstance(names, list) or not names:
             raise fail(f'view "{view}" must be a non-empty list of image names, not {names!r}')
         for name in names:
-            check_name(name, f'image name in "{view}"', exam=exam_id)
+            check_name(name, f'image name in "{view}"', exam=exam_id, file=file)
         images[view] = tuple(names)
     all_names = [name for view in VIEWS for name in images[view]]
     if len(set(all_names)) != len(all_names):

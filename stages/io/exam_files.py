@@ -31,12 +31,21 @@ def load_exam(exam_dir: Path, json_name: str) -> Exam:
     try:
         exam_dict = read_json(path)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DataError(f"not valid JSON ({error})", exam=exam_id, file=json_name) from error
+        raise DataError(
+            f"not valid JSON ({error}): fix the file or re-ingest the exam",
+            exam=exam_id,
+            file=json_name,
+        ) from error
     return exam_from_dict(exam_id, exam_dict, file=json_name)
 
 
 def read_image(path: Path, exam: str, file: str) -> np.ndarray:
     """A greyscale PNG of an exam; DataError naming exam and file when missing or bad."""
     if not path.is_file():
-        raise DataError("image listed in the exam but not found", exam=exam, file=file)
+        raise DataError(
+            "image listed in the exam but not found: check the name in the exam's JSON "
+            "(written without .png) and that the file sits beside it",
+            exam=exam,
+            file=file,
+        )
     return read_greyscale_png(path, exam=exam, file=file)

@@ -39,10 +39,19 @@ def read_png_header(path: Path, *, exam: str | None = None, file: str | None = N
     with open(path, "rb") as handle:
         head = handle.read(33)
     if len(head) < 33 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
-        raise DataError("not a PNG file (or cut short before its header)", exam=exam, file=file)
+        raise DataError(
+            "not a PNG file (or cut short before its header): convert it to a 16-bit "
+            "greyscale PNG, e.g. with `bcd ingest`",
+            exam=exam,
+            file=file,
+        )
     width, height, bit_depth, colour_type = struct.unpack(">IIBB", head[16:26])
     if zlib.crc32(head[12:29]) != struct.unpack(">I", head[29:33])[0]:
-        raise DataError("corrupt PNG header (CRC mismatch)", exam=exam, file=file)
+        raise DataError(
+            "corrupt PNG header (CRC mismatch): re-export or re-ingest the image",
+            exam=exam,
+            file=file,
+        )
     return PngHeader(width, height, bit_depth, colour_type)
 
 
@@ -77,7 +86,12 @@ def read_greyscale_png(
             file=file,
         )
     if not _ends_with_iend(path):
-        raise DataError("truncated PNG (no IEND chunk at the end)", exam=exam, file=file)
+        raise DataError(
+            "truncated PNG (no IEND chunk at the end): the copy is incomplete; copy or "
+            "export it again",
+            exam=exam,
+            file=file,
+        )
     image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     expected_dtype = np.uint16 if header.bit_depth == 16 else np.uint8
     if (
@@ -85,7 +99,11 @@ def read_greyscale_png(
         or image.shape != (header.height, header.width)
         or image.dtype != expected_dtype
     ):
-        raise DataError("corrupt PNG: its pixel data could not be decoded", exam=exam, file=file)
+        raise DataError(
+            "corrupt PNG: its pixel data could not be decoded; re-export or re-ingest the image",
+            exam=exam,
+            file=file,
+        )
     return image
 
 
