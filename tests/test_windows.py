@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from stages.core.exam import INPUT_SIZE
-from stages.core.windows import cut_window, place_window, sample_view_input, standardize
+from stages.core.normalize import standardize
+from stages.core.windows import cut_window, place_window, sample_view_input
 
 CC_H, CC_W = INPUT_SIZE["CC"]
 MLO_H, MLO_W = INPUT_SIZE["MLO"]

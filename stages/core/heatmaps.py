@@ -11,17 +11,13 @@ import random
 
 import numpy as np
 
+from stages.core.normalize import standardize
 from stages.core.patches import PATCH_SIZE, patch_starts
-
-STD_FLOOR = 1e-5
 
 
 def standardize_for_patches(facing_right: np.ndarray) -> np.ndarray:
     """float64 copy standardised by the whole image's mean and std (std floored)."""
-    image = facing_right.astype(np.float32).astype(np.float64)
-    image -= np.mean(image)
-    image /= np.maximum(np.std(image), STD_FLOOR)
-    return image
+    return standardize(facing_right.astype(np.float32).astype(np.float64))
 
 
 def patch_grid(shape: tuple[int, int], rng: random.Random) -> list[tuple[int, int]]:

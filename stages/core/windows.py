@@ -13,10 +13,10 @@ import cv2
 import numpy as np
 
 from stages.core.exam import INPUT_SIZE, view_angle
+from stages.core.normalize import standardize
 
 AUGMENTED_CROP_NOISE = 100
 AUGMENTED_SIZE_NOISE = 100
-STD_FLOOR = 1e-5
 
 
 def _pad_and_align(
@@ -125,13 +125,6 @@ def cut_window(image: np.ndarray, borders: np.ndarray, view: str) -> np.ndarray:
     return window
 
 
-def standardize(image: np.ndarray) -> np.ndarray:
-    """(x - mean) / max(std, 1e-5) in the image's own dtype, std of the centred values."""
-    image = image - np.mean(image)
-    image /= np.maximum(np.std(image), STD_FLOOR)
-    return image
-
-
 def sample_view_input(
     image: np.ndarray,
     view: str,
@@ -148,6 +141,6 @@ def sample_view_input(
     size_noise = AUGMENTED_SIZE_NOISE if augmentation else 0
     padded, borders = place_window(image, view, best_center, rng, noise, size_noise)
     window = cut_window(padded, borders, view)
-    channels = [standardize(np.ascontiguousarray(window[:, :, 0]))]
+    channels = [standardize(window[:, :, 0].copy())]
     channels += [window[:, :, index] for index in range(1, window.shape[2])]
     return np.stack(channels).astype(np.float32, copy=False)

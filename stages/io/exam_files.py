@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,23 +20,29 @@ PREDICTIONS_JSON = "predictions.json"
 REPORT_HTML = "report.html"
 
 
+def read_exam_json(exam_dir: Path, file: str, missing: str) -> Any:
+    """Parse `<exam_dir>/<file>`; DataError naming exam and file when absent or not JSON.
+
+    `missing` is the reason given when the file is absent (say which stage makes it).
+    """
+    exam_id = exam_dir.name
+    path = exam_dir / file
+    if not path.is_file():
+        raise DataError(missing, exam=exam_id, file=file)
+    try:
+        return read_json(path)
+    except (OSError, ValueError) as error:
+        raise DataError(
+            f"not valid JSON ({error}): fix the file or re-create it", exam=exam_id, file=file
+        ) from error
+
+
 def load_exam(exam_dir: Path, json_name: str) -> Exam:
     """Read and validate `<exam_dir>/<json_name>`; DataError naming the file when bad."""
-    exam_id = exam_dir.name
-    path = exam_dir / json_name
-    if not path.is_file():
-        raise DataError(
-            f"{json_name} not found: each exam directory needs one", exam=exam_id, file=json_name
-        )
-    try:
-        exam_dict = read_json(path)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DataError(
-            f"not valid JSON ({error}): fix the file or re-ingest the exam",
-            exam=exam_id,
-            file=json_name,
-        ) from error
-    return exam_from_dict(exam_id, exam_dict, file=json_name)
+    exam_dict = read_exam_json(
+        exam_dir, json_name, f"{json_name} not found: each exam directory needs one"
+    )
+    return exam_from_dict(exam_dir.name, exam_dict, file=json_name)
 
 
 def read_image(path: Path, exam: str, file: str) -> np.ndarray:

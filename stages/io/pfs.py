@@ -25,8 +25,17 @@ def resolve_pfs_root(cli_value: str | None) -> Path:
     return Path(cli_value or os.environ.get("PFS_ROOT") or "/pfs")
 
 
+def fsync_path(path: Path) -> None:
+    """fsync a file or a directory (a directory's fsync makes renames in it durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temp file in the same directory and a rename."""
+    """Write `data` to `path` through a fsynced temp file in the same directory and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -39,6 +48,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+    fsync_path(path.parent)
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -95,8 +105,7 @@ def exam_output(out_root: Path, exam_id: str) -> Iterator[Path]:
 def _publish(staging: Path, final: Path) -> None:
     for path in staging.rglob("*"):
         if path.is_file():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
+            fsync_path(path)
     if final.exists():
         retired = final.with_name(f"{STAGING_PREFIX}{final.name}-old")
         shutil.rmtree(retired, ignore_errors=True)

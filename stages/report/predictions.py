@@ -9,8 +9,7 @@ from typing import Any
 
 from stages.core.errors import DataError
 from stages.core.exam import LABELS
-from stages.io.exam_files import PREDICTIONS_JSON
-from stages.io.pfs import read_json
+from stages.io.exam_files import PREDICTIONS_JSON, read_exam_json
 from stages.nets.provenance import UNVERIFIED_WARNING
 
 # Known models in display order, with the names people read.
@@ -80,15 +79,9 @@ def parse_predictions(
 
 def read_predictions(classify_exam_dir: Path, exam_id: str) -> ExamPredictions:
     """Read and check `<classify>/<exam>/predictions.json`."""
-    path = classify_exam_dir / PREDICTIONS_JSON
-    if not path.is_file():
-        raise DataError(
-            f"no {PREDICTIONS_JSON} from the classify stage", exam=exam_id, file=PREDICTIONS_JSON
-        )
-    try:
-        record = read_json(path)
-    except (OSError, ValueError) as error:
-        raise DataError(f"unreadable JSON: {error}", exam=exam_id, file=PREDICTIONS_JSON) from error
+    record = read_exam_json(
+        classify_exam_dir, PREDICTIONS_JSON, f"no {PREDICTIONS_JSON} from the classify stage"
+    )
     return parse_predictions(exam_id, record)
 
 

@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stages.io.pfs import fsync_path
 from stages.runner.datums import Datum
 from stages.runner.spec import Transform
 from stages.runner.state import FAILED, PROCESSED, RECOVERED
@@ -277,7 +278,7 @@ def finalize_outputs(out: Path) -> list[str]:
             path = Path(directory) / name
             if not path.is_file():
                 raise OutputError(f"/pfs/out/{path.relative_to(out)} is not a regular file")
-            _fsync_file(path)
+            fsync_path(path)
             files.append(path.relative_to(out).as_posix())
         if Path(directory) != out and not any(Path(directory).iterdir()):
             Path(directory).rmdir()
@@ -294,14 +295,6 @@ def _replace_symlink(link: Path, out: Path) -> None:
         shutil.copytree(target, link)
     else:
         shutil.copy2(target, link)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def kill_leftovers(scratch_root: Path) -> int:

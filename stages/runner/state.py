@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from stages.io.pfs import atomic_write_bytes
 
 PROCESSED = "processed"
 RECOVERED = "recovered"
@@ -48,30 +49,6 @@ class PendingPublish:
     datum: str
     staged: Path
     files: list[str]
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or unlink in `path` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` through a fsynced temp file and a rename."""
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
 
 
 class PipelineState:
@@ -171,7 +148,7 @@ class PipelineState:
             "salt": self.salt,
             "records": {key: asdict(record) for key, record in self.records.items()},
         }
-        write_atomically(self.folder / _SNAPSHOT, json.dumps(snapshot).encode())
+        atomic_write_bytes(self.folder / _SNAPSHOT, json.dumps(snapshot).encode())
         self.generation += 1
         self.pending = None
         old_log.unlink(missing_ok=True)
