@@ -8,6 +8,7 @@ propagates (non-zero exit), so that Pachyderm retries the datum.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -49,6 +50,13 @@ def error_record(stage: str, error: DataError) -> dict[str, str | None]:
     return {"exam": error.exam, "stage": stage, "file": error.file, "reason": error.reason}
 
 
+# Exit codes: 0 done (data errors recorded), 1 data errors with --strict, 2 unusable
+# arguments or models (the stages' own), 3 outputs could not be written.
+EXIT_STRICT_DATA_ERRORS = 1
+EXIT_OUTPUT_UNWRITABLE = 3
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
 def run_exams(
     stage: str,
     pfs_root: Path,
@@ -61,38 +69,64 @@ def run_exams(
     """Run `process(exam_id, staging_dir)` for each exam; return the stage's exit code.
 
     `upstream_inputs` are the input names whose `<exam>/error.json` means the exam
-    already failed upstream: that record is passed through instead of processing.
+    already failed upstream: that record is passed through instead of processing. A full
+    or read-only output stops the stage with one clear line; the exam being written is
+    discarded whole, the exams already published stay.
     """
     out_root = pfs_root / "out"
-    remove_stale_staging(out_root)
     failed = 0
-    for exam_id in exam_ids:
-        passed_error = next(
-            (
-                record
-                for name in upstream_inputs
-                if (record := upstream_error(pfs_root / name / exam_id)) is not None
-            ),
-            None,
+    try:
+        remove_stale_staging(out_root)
+        for exam_id in exam_ids:
+            failed += not _run_exam(stage, pfs_root, exam_id, process, upstream_inputs)
+    except OSError as error:
+        if error.errno not in STORAGE_ERRNOS:
+            raise
+        print(
+            f"bcd {stage}: cannot write outputs under {out_root}: {error.strerror}; free space "
+            "or choose a writable --pfs, then run again (no partial exam was left)",
+            file=sys.stderr,
+            flush=True,
         )
-        if passed_error is not None:
-            with exam_output(out_root, exam_id) as staging:
-                write_json(staging / ERROR_RECORD, passed_error)
-            print(
-                f"bcd {stage}: {exam_id}: skipped, failed upstream in "
-                f"{passed_error.get('stage')}: {passed_error.get('reason')}",
-                file=sys.stderr,
-                flush=True,
-            )
-            continue
-        try:
-            with exam_output(out_root, exam_id) as staging:
-                process(exam_id, staging)
-        except DataError as error:
-            if error.exam is None:
-                error.exam = exam_id
-            failed += 1
-            with exam_output(out_root, exam_id) as staging:
-                write_json(staging / ERROR_RECORD, error_record(stage, error))
-            print(f"bcd {stage}: ERROR {error}", file=sys.stderr, flush=True)
-    return 1 if strict and failed else 0
+        return EXIT_OUTPUT_UNWRITABLE
+    return EXIT_STRICT_DATA_ERRORS if strict and failed else 0
+
+
+def _run_exam(
+    stage: str,
+    pfs_root: Path,
+    exam_id: str,
+    process: Callable[[str, Path], None],
+    upstream_inputs: Sequence[str],
+) -> bool:
+    """One exam: its outputs, or its error record. False when it failed here."""
+    out_root = pfs_root / "out"
+    passed_error = next(
+        (
+            record
+            for name in upstream_inputs
+            if (record := upstream_error(pfs_root / name / exam_id)) is not None
+        ),
+        None,
+    )
+    if passed_error is not None:
+        with exam_output(out_root, exam_id) as staging:
+            write_json(staging / ERROR_RECORD, passed_error)
+        print(
+            f"bcd {stage}: {exam_id}: skipped, failed upstream in "
+            f"{passed_error.get('stage')}: {passed_error.get('reason')}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return True
+    try:
+        with exam_output(out_root, exam_id) as staging:
+            process(exam_id, staging)
+    except DataError as error:
+        if error.exam is None:
+            error.exam = exam_id
+        with exam_output(out_root, exam_id) as staging:
+            write_json(staging / ERROR_RECORD, error_record(stage, error))
+        print(f"bcd {stage}: ERROR {error}", file=sys.stderr, flush=True)
+        return False
+    return True

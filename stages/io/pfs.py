@@ -73,9 +73,21 @@ def exam_dirs(input_root: Path) -> list[Path]:
 
 
 def upstream_error(exam_dir: Path) -> dict[str, Any] | None:
-    """The error record an upstream stage left for this exam, if any."""
-    record = exam_dir / ERROR_RECORD
-    return read_json(record) if record.is_file() else None
+    """The error record an upstream stage left for this exam, if any.
+
+    A damaged record still marks the exam as failed, with a reason saying so.
+    """
+    path = exam_dir / ERROR_RECORD
+    if not path.is_file():
+        return None
+    try:
+        record = read_json(path)
+    except (OSError, ValueError) as error:
+        record = f"unreadable error record ({error})"
+    if isinstance(record, dict):
+        return record
+    reason = record if isinstance(record, str) else "error record is not a JSON object"
+    return {"exam": exam_dir.name, "stage": None, "file": ERROR_RECORD, "reason": reason}
 
 
 def remove_stale_staging(out_root: Path) -> None:
