@@ -12,7 +12,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -e '.[torch,dicom,dev]'
+	$(BIN)/pip install -e '.[torch,dicom,deploy,dev]'
 	touch $@
 
 test: $(STAMP)
