@@ -1,13 +1,19 @@
-"""Where and how torch runs: thread count from the environment, device choice."""
+"""Where and how torch runs: thread count, device, numeric precision."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 
 THREADS_ENV = "BCD_TORCH_THREADS"
+PRECISION_ENV = "BCD_PRECISION"
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+# fp32 is exact (the reference's numbers); bf16 is the opt-in fast mode.
+PRECISION_CHOICES = ("fp32", "bf16")
 
 
 def configure_torch_threads() -> int:
@@ -33,3 +39,62 @@ def resolve_device(choice: str) -> torch.device:
     if choice == "auto":
         choice = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(choice)
+
+
+def use_exact_fp32() -> None:
+    """Keep fp32 matrix products in full fp32 on CUDA.
+
+    TF32 (on by default for cuDNN convolutions) rounds inputs to 10 mantissa bits, which
+    moves results by ~1e-3: too far from the CPU and the reference.
+    """
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether `device` runs bfloat16 arithmetic natively (CPU: AVX512-BF16 or AMX)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The precision asked for, the one really used, and why they differ (if they do)."""
+
+    requested: str
+    used: str
+    note: str | None = None
+
+    def provenance(self) -> dict[str, str]:
+        """Provenance fields: "precision" (what ran), plus "precision_note" after a fallback."""
+        fields = {"precision": self.used}
+        if self.note:
+            fields["precision_note"] = self.note
+        return fields
+
+
+EXACT = Precision("fp32", "fp32")
+
+
+def resolve_precision(choice: str, device: torch.device) -> Precision:
+    """The precision to run at; bf16 falls back to exact fp32 where it is not supported."""
+    if choice not in PRECISION_CHOICES:
+        raise ValueError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, not {choice!r}")
+    if choice == "bf16" and not bf16_supported(device):
+        note = (
+            f"bf16 was asked for but this {device.type.upper()} has no native bf16 support: "
+            "ran exact fp32 instead"
+        )
+        return Precision(choice, "fp32", note)
+    return EXACT if choice == "fp32" else Precision(choice, choice)
+
+
+@contextlib.contextmanager
+def autocast(precision: Precision, device: torch.device) -> Iterator[None]:
+    """Run the enclosed forward passes at `precision` (bf16 via autocast; fp32 as is)."""
+    if precision.used == "bf16":
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            yield
+    else:
+        yield
