@@ -56,7 +56,7 @@ def run_stage(module: str, pfs: Path, *args: str) -> None:
         env=STAGE_ENV,
         capture_output=True,
         text=True,
-        timeout=1800,
+        timeout=3600,  # a full-size exam takes minutes on two busy cores
     )
     assert done.returncode == 0, done.stderr[-3000:]
 
