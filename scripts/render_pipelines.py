@@ -50,15 +50,19 @@ class Resources:
     timeout_cpu_s: int
 
 
-# Placeholders until measured: update from `bcd bench` peaks (memory with ~30% headroom).
+# Memory: peak RSS of each stage's process on one full-size 4-image exam as measured by
+# `bcd bench --quick` (2026-11-25, AMD EPYC, 2 threads): crop 77 MiB, extract_centers
+# 47 MiB, generate_heatmaps 1.6 GiB (batch 32), classify 1.6 GiB (both models),
+# visualize 95 MiB, summary 51 MiB; requests leave about 2x headroom for larger
+# images and several images per view. Re-measure with `make bench` and update here.
 RESOURCES: dict[str, Resources] = {
-    "crop": Resources("2G", 1, 600, 600),
-    "extract_centers": Resources("1G", 1, 600, 600),
-    "generate_heatmaps": Resources("6G", 2, 1800, 7200),
-    "classify": Resources("8G", 2, 1800, 7200),
-    "visualize": Resources("2G", 1, 600, 600),
-    "summary": Resources("1G", 0.5, 600, 600),
-    "breast_cancer": Resources("8G", 2, 3600, 14400),
+    "crop": Resources("256M", 1, 600, 600),
+    "extract_centers": Resources("128M", 1, 600, 600),
+    "generate_heatmaps": Resources("3G", 2, 1800, 7200),
+    "classify": Resources("3G", 2, 1800, 7200),
+    "visualize": Resources("256M", 1, 600, 600),
+    "summary": Resources("128M", 0.5, 600, 600),
+    "breast_cancer": Resources("4G", 2, 3600, 14400),
 }
 
 

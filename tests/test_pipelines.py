@@ -367,7 +367,7 @@ def test_committed_specs_are_current():
 def test_check_names_changed_and_unexpected_files(tmp_path):
     assert run_render("--out", str(tmp_path)).returncode == 0
     changed = tmp_path / "cpu" / "crop.json"
-    changed.write_text(changed.read_text().replace('"2G"', '"3G"'))
+    changed.write_text(changed.read_text().replace('"memory": "', '"memory": "9'))
     (tmp_path / "single-stage" / "old.json").write_text("{}")
     result = run_render("--check", "--out", str(tmp_path))
     assert result.returncode == 1
