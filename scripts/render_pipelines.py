@@ -50,18 +50,19 @@ class Resources:
     timeout_cpu_s: int
 
 
-# Memory: peak RSS of each stage's process on one full-size 4-image exam as measured by
-# `bcd bench --quick` (2026-11-25, AMD EPYC, 2 threads): crop 77 MiB, extract_centers
-# 47 MiB, generate_heatmaps 1.6 GiB (batch 32), classify 1.6 GiB (both models),
-# visualize 95 MiB, summary 51 MiB; requests leave about 2x headroom for larger
-# images and several images per view. Re-measure with `make bench` and update here.
+# Memory: peak RSS of each stage's process on one full-size exam (demo-0001, 4 views of
+# 3328 x 2560), measured 2026-11-25 on an AMD EPYC with 2 threads (docs/performance.md):
+# crop 232 MiB, extract_centers 80 MiB, generate_heatmaps 1.9 GiB (batch 32),
+# classify 1.8 GiB (both models), visualize 375 MiB, summary 51 MiB (one exam). Requests
+# leave 1.5-2x headroom; the torch stages' also covers a CUDA context's host memory on
+# GPU nodes. Re-measure with `bcd bench` after changing a stage, and update here.
 RESOURCES: dict[str, Resources] = {
-    "crop": Resources("256M", 1, 600, 600),
-    "extract_centers": Resources("128M", 1, 600, 600),
+    "crop": Resources("512M", 1, 600, 600),
+    "extract_centers": Resources("256M", 1, 600, 600),
     "generate_heatmaps": Resources("3G", 2, 1800, 7200),
     "classify": Resources("3G", 2, 1800, 7200),
-    "visualize": Resources("256M", 1, 600, 600),
-    "summary": Resources("128M", 0.5, 600, 600),
+    "visualize": Resources("768M", 1, 600, 600),
+    "summary": Resources("256M", 0.5, 600, 600),
     "breast_cancer": Resources("4G", 2, 3600, 14400),
 }
 

@@ -382,6 +382,17 @@ def measure_gpu(
     }
 
 
+def save_partial(args: argparse.Namespace, result: dict[str, Any]) -> None:
+    """Write what is measured so far to --json, marked incomplete (a run cut short keeps it)."""
+    if args.json:
+        write_json(args.json, {**result, "complete": False})
+
+
+def write_json(path: Path, result: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+
+
 def run_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     if args.reference:
         args.reference = reference.check_checkout(args.reference)
@@ -402,16 +413,19 @@ def run_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         },
     }
     if not args.scaling_only:
-        result.update(measure_exam(sources[0], models, work, args))
+        measure_exam(sources[0], models, work, args, result)
     if args.scaling or args.workers_exams:
         result["scaling"] = measure_scaling(sources, models, work / "scaling", args)
-    return result
+    return {**result, "complete": True}
 
 
 def measure_exam(
-    exam_dir: Path, models: Path, work: Path, args: argparse.Namespace
-) -> dict[str, Any]:
-    """Everything measured on the one exam: stages, network, fast mode, GPU, reference."""
+    exam_dir: Path, models: Path, work: Path, args: argparse.Namespace, result: dict[str, Any]
+) -> None:
+    """Measure the one exam into `result`: stages, network, fast mode, GPU, reference.
+
+    What is measured is saved to --json after each part.
+    """
     env = thread_env(args.threads)
     exam_id, images = exam_dir.name, exams.image_count(exam_dir)
     data = work / "exam" / "sample_data"
@@ -424,20 +438,19 @@ def measure_exam(
         peaks["bf16"] = machine.matmul_gflops(torch.bfloat16, cpu)
     stages = measure_ours(pfs, exam_id, images, args, env)
     compared = [stages[name] for name in ours.STAGES]
-    result: dict[str, Any] = {
-        "peak_gflops": peaks,
-        "stages": stages,
-        "end_to_end": {
-            "stages": list(ours.STAGES),
-            "seconds": sum(row["seconds"] for row in compared),
-            "images_per_s": images / sum(row["seconds"] for row in compared),
-            "peak_rss_mib": max(row["peak_rss_mib"] for row in compared),
-        },
+    result["peak_gflops"] = peaks
+    result["stages"] = stages
+    result["end_to_end"] = {
+        "stages": list(ours.STAGES),
+        "seconds": sum(row["seconds"] for row in compared),
+        "images_per_s": images / sum(row["seconds"] for row in compared),
+        "peak_rss_mib": max(row["peak_rss_mib"] for row in compared),
     }
     heatmaps = stages["generate_heatmaps"]
     net = measure_network(pfs, exam_id, models, args, peaks)
     heatmaps["gflops_effective"] = heatmaps["scored_per_s"] * net["gflop_per_patch"]
     result["network"] = net
+    save_partial(args, result)
     if args.fast:
         print("bcd bench: fast mode (bf16)", file=sys.stderr)
         result["fast"] = measure_fast(work, pfs, exam_id, images, args, env)
@@ -445,8 +458,10 @@ def measure_exam(
             result["fast"]["deviation_accuracy_exam"] = accuracy_on(
                 args.accuracy_exam, work / "accuracy", models, args, env
             )
+        save_partial(args, result)
     if args.device != "cpu" and torch.cuda.is_available():
         result["gpu"] = measure_gpu(work, pfs, exam_id, images, args, env)
+        save_partial(args, result)
     elif args.device == "cuda":
         print("bcd bench: --device cuda, but torch sees no CUDA device", file=sys.stderr)
     if args.reference:
@@ -454,7 +469,7 @@ def measure_exam(
             args.reference, data / exam_id, models, pfs, work / "reference", args, env
         )
         result["ratios"] = speed_ratios(result, net["gflop_per_patch"])
-    return result
+        save_partial(args, result)
 
 
 def speed_ratios(result: dict[str, Any], gflop_per_patch: float) -> dict[str, float]:
@@ -489,8 +504,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     print(format_report(result))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result)
     return 0
 
 

@@ -71,7 +71,7 @@ def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, Path]:
 
 def test_quick_bench_measures_every_stage(quick):
     result, _, _ = quick
-    assert result["mode"] == "quick"
+    assert result["mode"] == "quick" and result["complete"] is True
     assert result["machine"]["cores"] >= 1 and result["machine"]["threads"] >= 1
     assert result["settings"]["images"] == 4
     assert result["peak_gflops"]["fp32"] > 0
