@@ -40,7 +40,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bcd bench",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--quick", action="store_true", help="small exam, 1 epoch: a smoke run")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results here")
@@ -49,7 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=Path,
         default=REPO / "sample_data",
         metavar="DIR",
-        help="full-size exams (exam.json + PNGs per folder); the first one is measured",
+        help="full-size exams (exam.json + PNGs per folder); the first one is measured "
+        "(default: the repository's sample_data/)",
     )
     parser.add_argument(
         "--models", type=Path, metavar="DIR", help="checkpoints (default: seeded demo weights)"
@@ -68,7 +68,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--threads",
         type=int,
         default=machine.available_cores(),
-        help="threads for every measured process, ours and the reference's",
+        help="threads for every measured process, ours and the reference's "
+        "(default: the cores this process may use)",
     )
     parser.add_argument("--epochs", type=int, help="classify epochs (full: 10, quick: 1)")
     parser.add_argument(
@@ -86,7 +87,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=Path,
         default=REPO / "pipelines" / "cpu",
         metavar="DIR",
-        help="specs for the scaling runs",
+        help="specs for the scaling runs (default: the repository's pipelines/cpu/)",
     )
     parser.add_argument(
         "--accuracy-exam",
