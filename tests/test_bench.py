@@ -15,6 +15,7 @@ import pytest
 from helpers import REPO, python_module_cmd
 
 from stages.benchmarks.processes import CommandFailed, run_measured
+from stages.benchmarks.report import _gpu_lines, format_report
 
 STAGES = ("crop", "extract_centers", "generate_heatmaps", "classify")
 REPORT_STAGES = ("visualize", "summary")
@@ -125,3 +126,37 @@ def test_quick_bench_prints_a_table(quick):
         assert stage in stdout
     assert result["machine"]["cpu"] in stdout
     assert "fast mode" in stdout and "bcd run" in stdout
+
+
+def test_gpu_figures_are_printed_beside_the_cpu_run():
+    deviation = {"exam": "e1", "heatmap_max_abs": 4.8e-7, "heatmap_mean_abs": 3.9e-8}
+    result = {
+        "mode": "full",
+        "machine": {"cpu": "cpu", "cores": 2, "threads": 2, "torch": "t", "date": "d"},
+        "settings": {"exam": "e1", "images": 4, "epochs": 10, "weights": "w"},
+        "gpu": {
+            "name": "Some GPU",
+            "stages": {
+                "generate_heatmaps fp32": {
+                    "seconds": 15.0,
+                    "peak_rss_mib": 1000,
+                    "patches_per_s": 200,
+                },
+                "classify fp32": {"seconds": 12.0, "peak_rss_mib": 1500},
+            },
+            "deviation_from_cpu": {**deviation, "prediction_max_abs": 5.7e-8},
+            "fast": {
+                "stages": {"generate_heatmaps": {"seconds": 10.0, "peak_rss_mib": 1100}},
+                "deviation": {**deviation, "prediction_max_abs": 1.6e-3},
+            },
+        },
+    }
+    cpu = {"generate_heatmaps": {"seconds": 60.0}, "classify": {"seconds": 24.0}}
+    lines = _gpu_lines(result["gpu"], cpu)
+    assert "GPU Some GPU" in lines[1]
+    assert "200.0 patches/s; vs CPU exact 4.00x" in lines[2]
+    assert "vs CPU exact 2.00x" in lines[3]
+    assert "generate_heatmaps bf16" in lines[4] and "6.00x" in lines[4]
+    assert "the CPU run (fp32) on e1: heatmaps max 4.80e-07" in lines[5]
+    assert "predictions max 1.60e-03" in lines[6]
+    assert "GPU Some GPU" in format_report(result)

@@ -34,11 +34,35 @@ def format_report(result: dict[str, Any]) -> str:
     if result.get("scaling"):
         lines += _scaling_lines(result["scaling"])
     if result.get("gpu"):
-        gpu = result["gpu"]
-        lines += ["", f"GPU {gpu['name']}:"]
-        for name, row in gpu["stages"].items():
-            lines.append(f"  {name:<28}{_num(row['seconds']):>9} s")
+        lines += _gpu_lines(result["gpu"], result.get("stages", {}))
     return "\n".join(lines)
+
+
+def _deviation_line(deviation: dict[str, Any], against: str) -> str:
+    return (
+        f"  deviation from {against} on {deviation['exam']}: heatmaps max "
+        f"{deviation['heatmap_max_abs']:.2e}, mean {deviation['heatmap_mean_abs']:.2e}; "
+        f"predictions max {deviation['prediction_max_abs']:.2e}"
+    )
+
+
+def _gpu_lines(gpu: dict[str, Any], cpu_stages: dict[str, Any]) -> list[str]:
+    lines = ["", f"GPU {gpu['name']} (model stages; one process per stage, start-up included):"]
+    fast = gpu.get("fast", {})
+    fast_rows = {f"{name} bf16": row for name, row in fast.get("stages", {}).items()}
+    rows = {**gpu["stages"], **fast_rows}
+    for name, row in rows.items():
+        stage = name.split()[0]
+        rate = f", {_num(row['patches_per_s'], 1)} patches/s" if "patches_per_s" in row else ""
+        lines.append(
+            f"  {name:<24}{_num(row['seconds']):>7} s {_num(row['peak_rss_mib'], 0):>7} MiB{rate}"
+            f"; vs CPU exact {_ratio(cpu_stages.get(stage, {}).get('seconds'), row['seconds'])}"
+        )
+    if gpu.get("deviation_from_cpu"):
+        lines.append(_deviation_line(gpu["deviation_from_cpu"], "the CPU run (fp32)"))
+    if fast.get("deviation"):
+        lines.append(_deviation_line(fast["deviation"], "exact (bf16)"))
+    return lines
 
 
 def _reference_stages(result: dict[str, Any]) -> dict[str, Any]:
@@ -113,11 +137,7 @@ def _fast_lines(result: dict[str, Any]) -> list[str]:
     for key in ("deviation", "deviation_accuracy_exam"):
         deviation = fast.get(key)
         if deviation:
-            lines.append(
-                f"  deviation from exact on {deviation['exam']}: heatmaps max "
-                f"{deviation['heatmap_max_abs']:.2e}, mean {deviation['heatmap_mean_abs']:.2e}; "
-                f"predictions max {deviation['prediction_max_abs']:.2e}"
-            )
+            lines.append(_deviation_line(deviation, "exact"))
     return lines
 
 
