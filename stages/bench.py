@@ -320,15 +320,20 @@ def measure_reference(
 
 
 def measure_scaling(
-    sources: list[Path], models: Path, work: Path, args: argparse.Namespace
-) -> dict[str, Any]:
-    """`bcd run` over 1..N exams with one worker, and the workers comparison."""
+    sources: list[Path], models: Path, work: Path, args: argparse.Namespace, result: dict[str, Any]
+) -> None:
+    """`bcd run` over 1..N exams with one worker, and the workers comparison, into `result`.
+
+    Smallest runs first, saved to --json after each, so a run cut short keeps the
+    workers comparison and the smaller sizes.
+    """
     overrides = {} if args.epochs == FULL["epochs"] else {"BCD_EPOCHS": str(args.epochs)}
-    plan = [(count, 1) for count in args.scaling]
+    plan = {(count, 1) for count in args.scaling}
     if args.workers_exams:
-        plan += [(args.workers_exams, w) for w in (1, 2) if (args.workers_exams, w) not in plan]
-    runs = []
-    for count, workers in plan:
+        plan |= {(args.workers_exams, 1), (args.workers_exams, 2)}
+    runs: list[dict[str, Any]] = []
+    result["scaling"] = {"pipelines": str(args.pipelines), "epochs": args.epochs, "runs": runs}
+    for count, workers in sorted(plan):
         print(f"bcd bench: bcd run, {count} exams, {workers} workers", file=sys.stderr)
         folder = work / f"run-{count}x{workers}"
         data = exams.exam_set(sources, count, folder / "sample_data")
@@ -352,7 +357,7 @@ def measure_scaling(
                 "pipeline_seconds": run.pipeline_seconds,
             }
         )
-    return {"pipelines": str(args.pipelines), "epochs": args.epochs, "runs": runs}
+        save_partial(args, result)
 
 
 def measure_gpu(
@@ -416,7 +421,7 @@ def run_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     if not args.scaling_only:
         measure_exam(sources[0], models, work, args, result)
     if args.scaling or args.workers_exams:
-        result["scaling"] = measure_scaling(sources, models, work / "scaling", args)
+        measure_scaling(sources, models, work / "scaling", args, result)
     return {**result, "complete": True}
 
 
