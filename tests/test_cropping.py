@@ -75,3 +75,29 @@ def test_crop_removes_marker_and_keeps_breast_against_chest_wall():
     mirrored = crop_info(np.fliplr(image), "left")
     assert mirrored.window_location == (top, bottom, 600 - right, 600 - left)
     assert mirrored.distance_from_starting_side == 0
+
+
+def scipy_largest_component(mask):
+    """What the reference does: scipy's labels, the first of the largest by label number."""
+    labels, _ = scipy.ndimage.label(mask)
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return labels == np.argmax(sizes)
+
+
+def test_largest_component_equals_scipys_choice_on_random_masks_with_ties():
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        # Sparse noise: many 1- and 2-pixel components, so ties for the largest are common.
+        mask = rng.random((24, 20)) > 0.8
+        assert np.array_equal(largest_component(mask), scipy_largest_component(mask))
+
+
+def test_largest_component_tie_decided_by_first_pixel_not_by_extent():
+    mask = np.zeros((8, 12), bool)
+    mask[3:6, 0:2] = True  # 6 pixels, reaches further up-left in its bounding box ...
+    mask[2, 4:7] = True  # ... but this one's first pixel (2, 4) comes first in raster order
+    mask[3, 4:7] = True
+    chosen = largest_component(mask)
+    assert np.array_equal(chosen, scipy_largest_component(mask))
+    assert chosen[2, 4] and not chosen[3, 0]

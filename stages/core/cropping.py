@@ -4,15 +4,16 @@ The reference erodes the tissue mask 100 times with the 3x3 cross, keeps the lar
 connected component and dilates it 100 times. k erosions by the cross keep exactly the
 pixels whose taxicab distance to the background (the outside of the image counting as
 background) exceeds k, and k dilations add exactly the pixels within taxicab distance k,
-so one distance transform replaces each loop of 100 passes.
+so one distance transform replaces each loop of 100 passes. OpenCV's L1 transform with a
+3x3 mask is exact (not a chamfer approximation) and several times faster than scipy's.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
-import scipy.ndimage
 
 from stages.core.errors import DataError
 
@@ -43,28 +44,39 @@ class CropInfo:
         }
 
 
+def _distance_to_background(mask: np.ndarray) -> np.ndarray:
+    """Per pixel, the taxicab distance to the nearest False pixel (0 on False pixels).
+
+    Pixels outside the image do not count as False here.
+    """
+    return cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L1, cv2.DIST_MASK_3)
+
+
 def erode(mask: np.ndarray, iterations: int) -> np.ndarray:
     """`iterations` binary erosions by the 3x3 cross, border as background."""
-    padded = np.pad(mask, 1)
-    distance = scipy.ndimage.distance_transform_cdt(padded, metric="taxicab")
-    return distance[1:-1, 1:-1] > iterations
+    return _distance_to_background(np.pad(mask, 1))[1:-1, 1:-1] > iterations
 
 
 def dilate(mask: np.ndarray, iterations: int) -> np.ndarray:
     """`iterations` binary dilations by the 3x3 cross."""
-    distance = scipy.ndimage.distance_transform_cdt(~mask, metric="taxicab")
-    return distance <= iterations
+    return _distance_to_background(~mask) <= iterations
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
-    """The largest 4-connected component; ties go to the first in raster order."""
-    labels, count = scipy.ndimage.label(mask)
-    if count == 0:
+    """The largest 4-connected component; ties go to the first in raster order, as in scipy."""
+    # Without stats: OpenCV's stats pass costs more than a bincount of the labels.
+    count, labels = cv2.connectedComponentsWithAlgorithm(
+        mask.astype(np.uint8), 4, cv2.CV_32S, cv2.CCL_SAUF
+    )
+    if count == 1:
         raise ValueError("empty mask")
-    sizes = np.bincount(labels.ravel(), minlength=count + 1)
-    sizes[0] = 0
-    # scipy numbers components in raster order of their first pixel: argmax takes the first.
-    return labels == int(np.argmax(sizes))
+    sizes = np.bincount(labels.ravel(), minlength=count)[1:]
+    tied = np.flatnonzero(sizes == sizes.max()) + 1
+    if len(tied) == 1:
+        return labels == tied[0]
+    flat = labels.ravel()
+    first_pixels = [int(np.argmax(flat == label)) for label in tied]
+    return labels == tied[int(np.argmin(first_pixels))]
 
 
 def _first_last(indices: np.ndarray) -> tuple[int, int]:
