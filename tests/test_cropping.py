@@ -23,14 +23,16 @@ def test_distance_transform_morphology_equals_iterated_cross(iterations):
         )
 
 
-def test_hundred_iterations_with_mask_touching_the_border():
-    mask = np.zeros((420, 380), bool)
-    mask[:300, :250] = True  # touches top and left borders: they count as background
-    mask[350:, 300:] = True
-    assert np.array_equal(erode(mask, 100), scipy.ndimage.binary_erosion(mask, iterations=100))
-    eroded = erode(mask, 100)
+@pytest.mark.parametrize("iterations", [100, 254, 255, 300])  # 255+: no uint8 distances
+def test_many_iterations_with_mask_touching_the_border(iterations):
+    mask = np.zeros((1300, 1200), bool)
+    mask[:900, :750] = True  # touches top and left borders: they count as background
+    mask[1050:, 900:] = True
+    eroded = erode(mask, iterations)
+    assert eroded.any()
+    assert np.array_equal(eroded, scipy.ndimage.binary_erosion(mask, iterations=iterations))
     assert np.array_equal(
-        dilate(eroded, 100), scipy.ndimage.binary_dilation(eroded, iterations=100)
+        dilate(eroded, iterations), scipy.ndimage.binary_dilation(eroded, iterations=iterations)
     )
 
 

@@ -44,39 +44,62 @@ class CropInfo:
         }
 
 
-def _distance_to_background(mask: np.ndarray) -> np.ndarray:
+def _as_bytes(mask: np.ndarray) -> np.ndarray:
+    """A bool mask as 0/1 uint8 for OpenCV, without a copy when it is contiguous."""
+    return np.ascontiguousarray(mask).view(np.uint8)
+
+
+def _distance_to_background(mask: np.ndarray, beyond: int) -> np.ndarray:
     """Per pixel, the taxicab distance to the nearest False pixel (0 on False pixels).
 
-    Pixels outside the image do not count as False here.
+    Pixels outside the image do not count as False here. Distances above `beyond` may be
+    clipped (to 255 in uint8, a quarter of float32's memory, when `beyond` < 255).
     """
-    return cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L1, cv2.DIST_MASK_3)
+    depth = cv2.CV_8U if beyond < 255 else cv2.CV_32F
+    return cv2.distanceTransform(_as_bytes(mask), cv2.DIST_L1, cv2.DIST_MASK_3, dstType=depth)
 
 
 def erode(mask: np.ndarray, iterations: int) -> np.ndarray:
     """`iterations` binary erosions by the 3x3 cross, border as background."""
-    return _distance_to_background(np.pad(mask, 1))[1:-1, 1:-1] > iterations
+    return _distance_to_background(np.pad(mask, 1), iterations)[1:-1, 1:-1] > iterations
 
 
 def dilate(mask: np.ndarray, iterations: int) -> np.ndarray:
     """`iterations` binary dilations by the 3x3 cross."""
-    return _distance_to_background(~mask) <= iterations
+    return _distance_to_background(~mask, iterations) <= iterations
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
     """The largest 4-connected component; ties go to the first in raster order, as in scipy."""
     # Without stats: OpenCV's stats pass costs more than a bincount of the labels.
     count, labels = cv2.connectedComponentsWithAlgorithm(
-        mask.astype(np.uint8), 4, cv2.CV_32S, cv2.CCL_SAUF
+        _as_bytes(mask), 4, cv2.CV_32S, cv2.CCL_SAUF
     )
     if count == 1:
         raise ValueError("empty mask")
-    sizes = np.bincount(labels.ravel(), minlength=count)[1:]
+    # bincount copies its input to int64: counted in row bands, that copy stays small.
+    bands = np.array_split(labels, 16)
+    sizes = sum(np.bincount(band.ravel(), minlength=count) for band in bands)[1:]
     tied = np.flatnonzero(sizes == sizes.max()) + 1
     if len(tied) == 1:
         return labels == tied[0]
     flat = labels.ravel()
     first_pixels = [int(np.argmax(flat == label)) for label in tied]
     return labels == tied[int(np.argmin(first_pixels))]
+
+
+def tissue_box(image: np.ndarray) -> tuple[slice, slice] | None:
+    """The bounding box of the non-zero pixels, None when there are none.
+
+    The morphology only needs this box: outside it every pixel is background, the
+    erosion sees the box's edge as background just as it sees the image's, and nothing
+    that survives the erosion can dilate past it.
+    """
+    rows = np.flatnonzero(image.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(image.any(axis=0))
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
 
 
 def _first_last(indices: np.ndarray) -> tuple[int, int]:
@@ -89,14 +112,16 @@ def crop_info(image: np.ndarray, mode: str) -> CropInfo:
     DataError when no tissue survives the erosion (an all-black or near-empty image).
     """
     height, width = image.shape
-    eroded = erode(image > 0, MORPHOLOGY_ITERATIONS)
-    if not eroded.any():
+    box = tissue_box(image)
+    eroded = erode(image[box] > 0, MORPHOLOGY_ITERATIONS) if box else None
+    if eroded is None or not eroded.any():
         raise DataError(
             "no breast tissue found: the image is black (all zero) or holds only thin "
             "structures that vanish under the crop's 100-pixel erosion; check that the file "
             "is the mammogram itself and that its pixel values are not all zero"
         )
-    mask = dilate(largest_component(eroded), MORPHOLOGY_ITERATIONS)
+    mask = np.zeros(image.shape, bool)
+    mask[box] = dilate(largest_component(eroded), MORPHOLOGY_ITERATIONS)
 
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
