@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 OUT ?= output
-WORKERS ?= 1
+WORKERS ?=
 
 .PHONY: install test lint run sample-data demo-models models bench clean
 
@@ -33,7 +33,7 @@ models: $(STAMP)
 	$(BIN)/python scripts/download_models.py models
 
 run: $(STAMP) demo-models
-	$(BIN)/bcd run --data sample_data --models models --out $(OUT) --workers $(WORKERS) \
+	$(BIN)/bcd run --data sample_data --models models --out $(OUT) $(if $(WORKERS),--workers $(WORKERS)) \
 		--summary-json $(OUT)/run-summary.json
 	@echo "Predictions: $(OUT)/summary/predictions.csv   Reports: $(OUT)/summary/index.html"
 

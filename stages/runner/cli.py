@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from stages.runner.errors import RunnerError
+from stages.runner.resources import default_workers
 from stages.runner.run import RunOptions, run_pipelines
 
 EPILOG = """\
@@ -77,9 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--workers",
         type=_positive,
-        default=1,
+        default=default_workers(),
         metavar="N",
-        help="datums run in parallel; cores are divided among them (default 1)",
+        help="datums run in parallel; cores are divided among them (default 2, 1 on one core)",
     )
     parser.add_argument(
         "--repo",

@@ -1,10 +1,11 @@
 """How many datums of a pipeline run at once here, on which GPUs, with how many threads.
 
 `--workers N` runs up to N datums in parallel; a pipeline whose spec asks for GPUs runs one
-datum at a time per GPU it needs (one at a time when this machine shows none). The cores
-are divided among the datums running together: OMP_NUM_THREADS, MKL_NUM_THREADS and
-BCD_TORCH_THREADS = max(1, cores // parallel datums). These win over the same names in
-`transform.env`, which describe the cluster's pods, not this machine.
+datum at a time per GPU it needs, and like any other pipeline when this machine has no GPU
+for it (its datums then run on the CPU). The cores are divided among the datums running
+together: OMP_NUM_THREADS, MKL_NUM_THREADS and BCD_TORCH_THREADS = max(1, cores // parallel
+datums). These win over the same names in `transform.env`, which describe the cluster's
+pods, not this machine.
 """
 
 from __future__ import annotations
@@ -24,6 +25,17 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:
         return os.cpu_count() or 1
+
+
+def default_workers() -> int:
+    """2, or 1 on a one-core machine.
+
+    Measured on 2 cores (docs/performance.md, Workers): 4 full-size exams took 852 s with
+    two single-threaded datums at a time against 1,020 s with one two-threaded datum,
+    because torch's threads wait on each other at every small DenseNet layer while two
+    processes never do, and crop, I/O and start-up overlap with the other datum's work.
+    """
+    return min(2, available_cores())
 
 
 def visible_gpus(environ: Mapping[str, str]) -> list[str]:
@@ -57,10 +69,9 @@ class Slots:
 
 def plan_slots(workers: int, gpus_per_datum: int, gpus: list[str], cores: int) -> Slots:
     """Slots for a pipeline: `workers` CPU slots, or one slot per GPU set it needs."""
-    if gpus_per_datum <= 0:
+    if gpus_per_datum <= 0 or len(gpus) < gpus_per_datum:
+        # No GPU for it here: its datums run on the CPU, as many at once as for any other.
         sets: list[tuple[str, ...]] = [()] * max(1, workers)
-    elif len(gpus) < gpus_per_datum:
-        sets = [()]
     else:
         count = min(max(1, workers), len(gpus) // gpus_per_datum)
         sets = [

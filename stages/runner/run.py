@@ -24,7 +24,7 @@ from stages.runner.job import JobContext, run_job
 from stages.runner.lock import run_lock
 from stages.runner.outputs import MergeFault
 from stages.runner.recovery import recover_all
-from stages.runner.resources import available_cores, visible_gpus
+from stages.runner.resources import available_cores, default_workers, visible_gpus
 from stages.runner.spec import load_spec_dir
 from stages.runner.summary import (
     FAILURE,
@@ -49,7 +49,7 @@ class RunOptions:
     out: Path = Path("output")
     repos: Mapping[str, Path] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)
-    workers: int = 1
+    workers: int = field(default_factory=default_workers)
     reprocess: bool = False
     progress: bool = True
 

@@ -88,6 +88,9 @@ class Sandbox:
             "out": self.out,
             "repos": repos,
             "progress": False,
+            # One datum at a time unless a test asks for more: fault and ordering tests
+            # count operations in datum order.
+            "workers": 1,
         }
         return RunOptions(**{**defaults, **overrides})
 
@@ -99,7 +102,7 @@ class Sandbox:
         options = self.options()
         args = [sys.executable, "-m", "stages.cli", "run", "--pipelines", str(options.pipelines)]
         args += ["--data", str(options.data), "--models", str(options.models)]
-        args += ["--out", str(options.out)]
+        args += ["--out", str(options.out), "--workers", str(options.workers)]
         for name, folder in options.repos.items():
             args += ["--repo", f"{name}={folder}"]
         return args + list(extra)

@@ -9,6 +9,10 @@ import sys
 
 from runner_sandbox import hand_datum_id, job, pfs, pipeline, sh
 
+from stages.runner.cli import build_parser
+from stages.runner.resources import default_workers, plan_slots
+from stages.runner.run import RunOptions
+
 REPORT_ENV = """
 import json, os, sys
 pfs = os.environ["PFS_ROOT"]
@@ -306,3 +310,15 @@ def test_gpu_pipelines_run_one_datum_per_gpu(sandbox, tmp_path, monkeypatch):
     assert summary.ok, summary.format_text()
     assert set(sandbox.files("gpu").values()) <= {"0\n", "1\n"}
     assert len(sandbox.files("gpu")) == 4
+
+
+def test_cli_and_library_share_the_workers_default():
+    assert build_parser().parse_args([]).workers == RunOptions().workers == default_workers()
+    assert 1 <= default_workers() <= 2
+
+
+def test_gpu_pipelines_without_a_gpu_here_run_like_cpu_pipelines():
+    slots = plan_slots(workers=2, gpus_per_datum=1, gpus=[], cores=2)
+    assert slots.gpu_sets == ((), ()) and slots.threads == 1
+    with_gpus = plan_slots(workers=4, gpus_per_datum=1, gpus=["0", "1"], cores=16)
+    assert with_gpus.gpu_sets == (("0",), ("1",)) and with_gpus.threads == 8
