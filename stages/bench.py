@@ -169,7 +169,7 @@ def prepare_models(args: argparse.Namespace, work: Path) -> tuple[Path, str]:
 
 
 def measure_ours(
-    pfs: Path, exam_id: str, images: int, args: argparse.Namespace, env: dict[str, str]
+    pfs: Path, images: int, args: argparse.Namespace, env: dict[str, str]
 ) -> dict[str, dict[str, Any]]:
     """Each of our stages on one exam: seconds, images/s, peak RSS."""
     log = pfs.parent / "ours.log"
@@ -182,9 +182,6 @@ def measure_ours(
         print(f"bcd bench: ours: {stage}", file=sys.stderr, flush=True)
         measured = ours.run_stage(stage, pfs, log, env, stage_args.get(stage, ()))
         rows[stage] = stage_row(measured, images, spec_memory(REPO / "pipelines", stage))
-    rows["generate_heatmaps"] = heatmap_rates(
-        rows["generate_heatmaps"], ours.patch_counts(pfs, exam_id)
-    )
     return rows
 
 
@@ -214,11 +211,25 @@ def measure_network(
     return {"gflop_per_patch": flops / 1e9, "patches": len(patches), "throughput": throughput}
 
 
+def rerun_model_stages(
+    exact_pfs: Path, folder: Path, env: dict[str, str], flags: list[str], epochs: int
+) -> tuple[Path, Measured, Measured]:
+    """generate_heatmaps then classify with `flags`, on the exact run's crops, centres, models."""
+    pfs = ours.link_inputs(
+        folder, {name: exact_pfs / name for name in ("crop", "extract_centers", "models")}
+    )
+    log = folder.with_name(f"{folder.name}.log")
+    heatmaps = ours.run_stage("generate_heatmaps", pfs, log, env, flags)
+    classify = ours.run_stage("classify", pfs, log, env, [*flags, "--epochs", str(epochs)])
+    return pfs, heatmaps, classify
+
+
 def measure_fast(
     work: Path,
     exact_pfs: Path,
     exam_id: str,
     images: int,
+    counts: ours.PatchCounts,
     args: argparse.Namespace,
     env: dict[str, str],
     device: str = "cpu",
@@ -228,15 +239,10 @@ def measure_fast(
     result: dict[str, Any] = {"requested": "bf16", "used": precision.used, "note": precision.note}
     if precision.used != "bf16":
         return result
-    pfs = ours.link_inputs(
-        work / f"fast-{device}",
-        {name: exact_pfs / name for name in ("crop", "extract_centers", "models")},
-    )
-    log = work / f"fast-{device}.log"
     flags = ["--device", device, "--precision", "bf16"]
-    heatmaps = ours.run_stage("generate_heatmaps", pfs, log, env, flags)
-    classify = ours.run_stage("classify", pfs, log, env, [*flags, "--epochs", str(args.epochs)])
-    counts = ours.patch_counts(pfs, exam_id)
+    pfs, heatmaps, classify = rerun_model_stages(
+        exact_pfs, work / f"fast-{device}", env, flags, args.epochs
+    )
     result["stages"] = {
         "generate_heatmaps": heatmap_rates(stage_row(heatmaps, images, None), counts),
         "classify": stage_row(classify, images, None),
@@ -274,12 +280,8 @@ def accuracy_on(
         if stage == "classify":
             flags += ["--epochs", str(args.epochs)]
         ours.run_stage(stage, exact, log, env, flags)
-    fast = ours.link_inputs(
-        work / "fast", {name: exact / name for name in ("crop", "extract_centers", "models")}
-    )
     flags = ["--device", "cpu", "--precision", "bf16"]
-    ours.run_stage("generate_heatmaps", fast, log, env, flags)
-    ours.run_stage("classify", fast, log, env, [*flags, "--epochs", str(args.epochs)])
+    fast, _, _ = rerun_model_stages(exact, work / "fast", env, flags, args.epochs)
     return fast_deviation(exact, fast, exam_dir.name)
 
 
@@ -365,18 +367,13 @@ def measure_gpu(
     exact_pfs: Path,
     exam_id: str,
     images: int,
+    counts: ours.PatchCounts,
     args: argparse.Namespace,
     env: dict[str, str],
 ) -> dict[str, Any]:
     """The model stages on CUDA (fp32 and bf16), with their distance from the CPU run."""
-    pfs = ours.link_inputs(
-        work / "gpu", {name: exact_pfs / name for name in ("crop", "extract_centers", "models")}
-    )
-    log = work / "gpu.log"
     flags = ["--device", "cuda", "--precision", "fp32"]
-    heatmaps = ours.run_stage("generate_heatmaps", pfs, log, env, flags)
-    classify = ours.run_stage("classify", pfs, log, env, [*flags, "--epochs", str(args.epochs)])
-    counts = ours.patch_counts(pfs, exam_id)
+    pfs, heatmaps, classify = rerun_model_stages(exact_pfs, work / "gpu", env, flags, args.epochs)
     return {
         "name": torch.cuda.get_device_name(0),
         "stages": {
@@ -384,7 +381,7 @@ def measure_gpu(
             "classify fp32": stage_row(classify, images, None),
         },
         "deviation_from_cpu": fast_deviation(exact_pfs, pfs, exam_id),
-        "fast": measure_fast(work, exact_pfs, exam_id, images, args, env, device="cuda"),
+        "fast": measure_fast(work, exact_pfs, exam_id, images, counts, args, env, device="cuda"),
     }
 
 
@@ -442,7 +439,10 @@ def measure_exam(
     peaks = {"fp32": machine.matmul_gflops(torch.float32, cpu)}
     if bf16_supported(cpu):
         peaks["bf16"] = machine.matmul_gflops(torch.bfloat16, cpu)
-    stages = measure_ours(pfs, exam_id, images, args, env)
+    stages = measure_ours(pfs, images, args, env)
+    # The same crops and centres feed every later run: their patches are counted once.
+    counts = ours.patch_counts(pfs, exam_id)
+    stages["generate_heatmaps"] = heatmap_rates(stages["generate_heatmaps"], counts)
     compared = [stages[name] for name in ours.STAGES]
     result["peak_gflops"] = peaks
     result["stages"] = stages
@@ -459,14 +459,14 @@ def measure_exam(
     save_partial(args, result)
     if args.fast:
         print("bcd bench: fast mode (bf16)", file=sys.stderr)
-        result["fast"] = measure_fast(work, pfs, exam_id, images, args, env)
+        result["fast"] = measure_fast(work, pfs, exam_id, images, counts, args, env)
         if args.accuracy_exam and result["fast"]["used"] == "bf16":
             result["fast"]["deviation_accuracy_exam"] = accuracy_on(
                 args.accuracy_exam, work / "accuracy", models, args, env
             )
         save_partial(args, result)
     if args.device != "cpu" and torch.cuda.is_available():
-        result["gpu"] = measure_gpu(work, pfs, exam_id, images, args, env)
+        result["gpu"] = measure_gpu(work, pfs, exam_id, images, counts, args, env)
         save_partial(args, result)
     elif args.device == "cuda":
         print("bcd bench: --device cuda, but torch sees no CUDA device", file=sys.stderr)

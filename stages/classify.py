@@ -42,11 +42,9 @@ from stages.nets.provenance import (
 )
 from stages.nets.resnet22 import BasicBlockV2
 from stages.nets.runtime import (
-    DEVICE_CHOICES,
     EXACT,
-    PRECISION_CHOICES,
-    PRECISION_ENV,
     Precision,
+    add_device_arguments,
     autocast,
     configure_torch_threads,
     resolve_device,
@@ -218,19 +216,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=env_flag("BCD_AUGMENTATION", True),
         help="centred windows, no noise (default: $BCD_AUGMENTATION, else augmentation on)",
     )
-    parser.add_argument(
-        "--device",
-        choices=DEVICE_CHOICES,
-        default=os.environ.get("BCD_DEVICE", "auto"),
-        help="torch device (default: $BCD_DEVICE, else auto = CUDA when available)",
-    )
-    parser.add_argument(
-        "--precision",
-        choices=PRECISION_CHOICES,
-        default=os.environ.get(PRECISION_ENV, "fp32"),
-        help="fp32 = exact (the default); bf16 = fast mode, results differ ~1e-3, where "
-        "supported (else exact fp32, with a note) (default: $BCD_PRECISION, else fp32)",
-    )
+    add_device_arguments(parser)
     args = parser.parse_args(argv)
     if args.epochs is None:
         args.epochs = 10 if args.augmentation else 1

@@ -38,11 +38,9 @@ from stages.nets.checkpoints import CheckpointError, load_patch_classifier
 from stages.nets.densenet import BENIGN_CLASS, MALIGNANT_CLASS
 from stages.nets.provenance import PATCH_MODEL_FILE, UNVERIFIED_WARNING, file_provenance
 from stages.nets.runtime import (
-    DEVICE_CHOICES,
     EXACT,
-    PRECISION_CHOICES,
-    PRECISION_ENV,
     Precision,
+    add_device_arguments,
     autocast,
     configure_torch_threads,
     resolve_device,
@@ -173,24 +171,12 @@ def heatmaps_for_exam(
 
 def main(argv: list[str] | None = None) -> int:
     parser = stage_parser("generate_heatmaps", "Patch-classifier heatmaps for each exam.")
-    parser.add_argument(
-        "--device",
-        choices=DEVICE_CHOICES,
-        default=os.environ.get("BCD_DEVICE", "auto"),
-        help="torch device (default: $BCD_DEVICE, else auto = CUDA when available)",
-    )
+    add_device_arguments(parser)
     parser.add_argument(
         "--batch-size",
         type=int,
         default=int(os.environ.get("BCD_HEATMAP_BATCH", "32")),
         help="patches per forward pass (default: $BCD_HEATMAP_BATCH, else 32)",
-    )
-    parser.add_argument(
-        "--precision",
-        choices=PRECISION_CHOICES,
-        default=os.environ.get(PRECISION_ENV, "fp32"),
-        help="fp32 = exact (the default); bf16 = fast mode, results differ ~1e-3, where "
-        "supported (else exact fp32, with a note) (default: $BCD_PRECISION, else fp32)",
     )
     args = parser.parse_args(argv)
     pfs_root = resolve_pfs_root(args.pfs)

@@ -14,12 +14,11 @@ import os
 import subprocess
 from pathlib import Path
 
-import cv2
 import h5py
 import numpy as np
 import pytest
 from helpers import python_module_cmd
-from test_reference_parity import REFERENCE, input_image, load_case
+from test_reference_parity import REFERENCE, write_case_exam
 
 EXPECTED = REFERENCE / "models"
 TOLERANCE = 1e-5
@@ -98,14 +97,7 @@ def run_centres(case: str, root: Path, models: Path) -> dict[str, Path]:
 
     Returns the stage outputs the model stages read, by input name.
     """
-    expected = load_case(case)
-    exam_dir = root / "ingest" / "sample_data" / case
-    exam_dir.mkdir(parents=True)
-    exam = {"horizontal_flip": expected["horizontal_flip"]}
-    for record in expected["images"]:
-        cv2.imwrite(str(exam_dir / f"{record['image']}.png"), input_image(record["source"]))
-        exam.setdefault(record["view"], []).append(record["image"])
-    (exam_dir / "exam.json").write_text(json.dumps(exam))
+    write_case_exam(case, root / "ingest" / "sample_data")
 
     run_stage("stages.crop", root / "ingest")
     outputs = {"crop": root / "ingest" / "out", "models": models}

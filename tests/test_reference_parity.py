@@ -38,6 +38,19 @@ def input_image(source):
     return np.ascontiguousarray(np.fliplr(image)) if source["mirrored"] else image
 
 
+def write_case_exam(case: str, sample_data: Path) -> dict:
+    """The case's input images and exam.json in `sample_data/<case>/`; returns the case."""
+    expected = load_case(case)
+    exam_dir = sample_data / case
+    exam_dir.mkdir(parents=True)
+    exam = {"horizontal_flip": expected["horizontal_flip"]}
+    for record in expected["images"]:
+        cv2.imwrite(str(exam_dir / f"{record['image']}.png"), input_image(record["source"]))
+        exam.setdefault(record["view"], []).append(record["image"])
+    (exam_dir / "exam.json").write_text(json.dumps(exam))
+    return expected
+
+
 def array_sha256(array):
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
@@ -50,11 +63,12 @@ def test_crop_and_centre_match_the_reference(case):
         view = record["view"]
         image = input_image(record["source"])
         assert list(image.shape) == record["input_shape"]
-        info = crop_info(image, crop_mode(view, flip)).as_json()
+        crop = crop_info(image, crop_mode(view, flip))
+        info = crop.as_json()
         for key in ("window_location", "rightmost_points", "bottommost_points"):
             assert info[key] == record[key], (case, record["image"], key)
         assert info["distance_from_starting_side"] == record["distance_from_starting_side"]
-        cropped = crop_image(image, crop_info(image, crop_mode(view, flip)))
+        cropped = crop_image(image, crop)
         assert list(cropped.shape) == record["cropped_shape"]
         assert str(cropped.dtype) == record["cropped_dtype"]
         assert array_sha256(cropped) == record["cropped_sha256"], (case, record["image"])
@@ -71,14 +85,7 @@ def test_crop_and_centre_match_the_reference(case):
 
 @pytest.mark.parametrize("case", ["real-flip-yes", "demo-0002"])
 def test_stages_write_the_reference_values(case, pfs: Path):
-    expected = load_case(case)
-    exam_dir = pfs / "sample_data" / case
-    exam_dir.mkdir(parents=True)
-    exam = {"horizontal_flip": expected["horizontal_flip"]}
-    for record in expected["images"]:
-        cv2.imwrite(str(exam_dir / f"{record['image']}.png"), input_image(record["source"]))
-        exam.setdefault(record["view"], []).append(record["image"])
-    (exam_dir / "exam.json").write_text(json.dumps(exam))
+    expected = write_case_exam(case, pfs / "sample_data")
 
     crop = subprocess.run(python_module_cmd("stages.crop", "--pfs", str(pfs)), timeout=300)
     assert crop.returncode == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 from collections.abc import Iterator
@@ -14,6 +15,23 @@ PRECISION_ENV = "BCD_PRECISION"
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 # fp32 is exact (the reference's numbers); bf16 is the opt-in fast mode.
 PRECISION_CHOICES = ("fp32", "bf16")
+
+
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    """--device and --precision, as every torch stage takes them (defaults from the env)."""
+    parser.add_argument(
+        "--device",
+        choices=DEVICE_CHOICES,
+        default=os.environ.get("BCD_DEVICE", "auto"),
+        help="torch device (default: $BCD_DEVICE, else auto = CUDA when available)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISION_CHOICES,
+        default=os.environ.get(PRECISION_ENV, "fp32"),
+        help="fp32 = exact (the default); bf16 = fast mode, results differ ~1e-3, where "
+        "supported (else exact fp32, with a note) (default: $BCD_PRECISION, else fp32)",
+    )
 
 
 def configure_torch_threads() -> int:
