@@ -1,4 +1,4 @@
-# Everything a user or CI needs, from a fresh clone: `make run`, `make test`.
+# Everything a user or CI needs, from a fresh clone: `make run`, `make lint test`.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -21,6 +21,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 sample-data: $(STAMP)
 	$(BIN)/python scripts/make_sample_data.py --out sample_data
@@ -30,7 +31,7 @@ demo-models: $(STAMP)
 	@if [ ! -e models/sample_patch_model.p ]; then $(BIN)/bcd models demo models; fi
 
 models: $(STAMP)
-	$(BIN)/python scripts/download_models.py models
+	$(BIN)/bcd models download models
 
 run: $(STAMP) demo-models
 	$(BIN)/bcd run --data sample_data --models models --out $(OUT) $(if $(WORKERS),--workers $(WORKERS)) \

@@ -57,7 +57,7 @@ update-pipelines: PIPELINE_VERB = update
 deploy update-pipelines:
 	@$(NEED_CLUSTER)
 	@$(RENDER_BUNDLE)
-	@for repo in sample_data models; do \
+	@for repo in $$($(RENDER) --source-repos); do \
 		$(PACHCTL) inspect repo $$repo >/dev/null 2>&1 || $(PACHCTL) create repo $$repo || exit 1; \
 	done
 	@for spec in $$($(BUNDLE_PYTHON) scripts/deploy.py --order $(SPEC_DIR)); do \

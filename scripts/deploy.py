@@ -1,7 +1,7 @@
 """Deploy the pipeline bundle to a Pachyderm 2.x cluster with the Python client.
 
-The same steps as `make deploy`: create the input repos (sample_data, models) if they are
-missing, then create every pipeline of one variant in DAG order, inputs first.
+The same steps as `make deploy`: create the input repos (the stage table's SOURCE_REPOS)
+if they are missing, then create every pipeline of one variant in DAG order, inputs first.
 
     python scripts/deploy.py                        the default specs, pipelines/
     python scripts/deploy.py --variant cpu          pipelines/cpu/ (or single-stage)
@@ -26,7 +26,10 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 PIPELINES_DIR = REPO / "pipelines"
-SOURCE_REPOS = ("sample_data", "models")
+sys.path.insert(0, str(REPO))  # stages.table is standard library only: no install needed
+
+from stages.table import SOURCE_REPOS  # noqa: E402
+
 VARIANTS = {
     "default": PIPELINES_DIR,
     "cpu": PIPELINES_DIR / "cpu",

@@ -24,6 +24,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from stages.core.exam import VIEWS, view_angle, view_side
 
@@ -40,11 +41,13 @@ def _rng(seed: Seed, view: str) -> np.random.Generator:
     return np.random.default_rng([*np.atleast_1d(seed).tolist(), VIEWS.index(view)])
 
 
-def _smooth_noise(rng: np.random.Generator, height: int, width: int, cell: float) -> np.ndarray:
+def _smooth_noise(
+    rng: np.random.Generator, height: int, width: int, cell: float
+) -> npt.NDArray[np.float64]:
     """Value noise in [0, 1]: a coarse uniform grid upsampled with smoothstep weights."""
     grid = rng.random((int(height / cell) + 2, int(width / cell) + 2))
 
-    def axis_weights(length: int) -> tuple[np.ndarray, np.ndarray]:
+    def axis_weights(length: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
         position = np.arange(length) / cell
         index = position.astype(np.int64)
         frac = position - index
@@ -58,10 +61,14 @@ def _smooth_noise(rng: np.random.Generator, height: int, width: int, cell: float
 
 def _wobble(rng: np.random.Generator, length: int, knots: int, amount: float) -> np.ndarray:
     """1 +- amount, varying smoothly along an axis (keeps outlines from looking drawn)."""
-    return 1.0 + amount * (2.0 * _smooth_noise(rng, 1, length, length / knots)[0] - 1.0)
+    # The noise's only row (numpy types an int index as returning Any).
+    noise: npt.NDArray[np.float64] = _smooth_noise(rng, 1, length, length / knots)[0]
+    return 1.0 + amount * (2.0 * noise - 1.0)
 
 
-def _cc_extent(rng: np.random.Generator, height: int, width: int, depth: float, reach: float):
+def _cc_extent(
+    rng: np.random.Generator, height: int, width: int, depth: float, reach: float
+) -> np.ndarray:
     """Per-row breast depth from the chest wall for a CC view: a lopsided half ellipse."""
     centre = height * rng.uniform(0.46, 0.54)
     semi_up = height * reach * rng.uniform(0.9, 1.0)
@@ -72,7 +79,9 @@ def _cc_extent(rng: np.random.Generator, height: int, width: int, depth: float, 
     return width * depth * np.sqrt(np.clip(1.0 - t * t, 0.0, None))
 
 
-def _mlo_extent(rng: np.random.Generator, height: int, width: int, depth: float, reach: float):
+def _mlo_extent(
+    rng: np.random.Generator, height: int, width: int, depth: float, reach: float
+) -> tuple[np.ndarray, float]:
     """Per-row breast depth for an MLO view: axillary tail at the top edge, round below."""
     nipple = height * rng.uniform(0.45, 0.55)
     semi_down = min(height * reach * rng.uniform(0.85, 1.0), 0.97 * height - nipple)
@@ -86,7 +95,9 @@ def _mlo_extent(rng: np.random.Generator, height: int, width: int, depth: float,
     return np.where(rows < nipple, upper, lower), top
 
 
-def _add_blobs(tissue: np.ndarray, inside: np.ndarray, extent: np.ndarray, rng) -> None:
+def _add_blobs(
+    tissue: np.ndarray, inside: np.ndarray, extent: np.ndarray, rng: np.random.Generator
+) -> None:
     """Add a few dense, softly edged ellipses (fibroglandular tissue) inside the breast."""
     height, width = tissue.shape
     scale = min(height, width) / FULL_WIDTH

@@ -1,6 +1,6 @@
-"""Render every Pachyderm pipeline spec of the bundle from the tables below.
+"""Render every Pachyderm pipeline spec of the bundle from the stage table (stages/table.py).
 
-The JSON under pipelines/ is generated: edit the tables here, then run this script.
+The JSON under pipelines/ is generated: edit the table, then run this script.
 
     python scripts/render_pipelines.py                 write pipelines/
     python scripts/render_pipelines.py --check         exit 1 if pipelines/ is stale
@@ -8,6 +8,7 @@ The JSON under pipelines/ is generated: edit the tables here, then run this scri
                                                        render for another registry/tag
     python scripts/render_pipelines.py --images        "<docker target> <image>" lines
     python scripts/render_pipelines.py --default tag   a default, for bundle.mk
+    python scripts/render_pipelines.py --source-repos  the input repos to create, for bundle.mk
 
 Variants (one folder each, one file per pipeline):
     pipelines/                 Pachyderm 2.x, GPU limits on the torch stages
@@ -24,12 +25,25 @@ import argparse
 import json
 import math
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 PIPELINES_DIR = REPO / "pipelines"
+sys.path.insert(0, str(REPO))  # stages.table is standard library only: no install needed
+
+from stages.table import (  # noqa: E402
+    ALL_STAGES,
+    DAG,
+    SINGLE_STAGE,
+    SOURCE_REPOS,
+    Cross,
+    Input,
+    JoinExams,
+    PerExam,
+    Stage,
+    Whole,
+)
 
 DEFAULT_REGISTRY = "docker.io/breastcancerpachyderm"
 DEFAULT_TAG = "0.1.0"
@@ -37,46 +51,6 @@ DEFAULT_TAG = "0.1.0"
 VARIANTS = ("", "cpu", "single-stage", "pachyderm-1.x")  # "" is the default, pipelines/ itself
 GPU = {"type": "nvidia.com/gpu", "number": 1}
 DATUM_TRIES = 3
-TTA_EPOCHS = "10"
-
-
-@dataclass(frozen=True)
-class Resources:
-    """Per-worker figures: Kubernetes requests and the datum timeouts (GPU, CPU-only)."""
-
-    memory: str
-    cpu: float
-    timeout_gpu_s: int
-    timeout_cpu_s: int
-
-
-# Memory: peak RSS of each stage's process on one full-size exam (demo-0001, 4 views of
-# 3328 x 2560), measured 2026-11-25 on an AMD EPYC with 2 threads (docs/performance.md):
-# crop 232 MiB, extract_centers 80 MiB, generate_heatmaps 1.9 GiB (batch 32),
-# classify 1.8 GiB (both models), visualize 375 MiB, summary 51 MiB (one exam). Requests
-# leave 1.5-2x headroom; the torch stages' also covers a CUDA context's host memory on
-# GPU nodes. Re-measure with `bcd bench` after changing a stage, and update here.
-RESOURCES: dict[str, Resources] = {
-    "crop": Resources("512M", 1, 600, 600),
-    "extract_centers": Resources("256M", 1, 600, 600),
-    "generate_heatmaps": Resources("3G", 2, 1800, 7200),
-    "classify": Resources("3G", 2, 1800, 7200),
-    "visualize": Resources("768M", 1, 600, 600),
-    "summary": Resources("256M", 0.5, 600, 600),
-    "breast_cancer": Resources("4G", 2, 3600, 14400),
-}
-
-
-@dataclass(frozen=True)
-class Pipeline:
-    """One pipeline: its name (= output repo), entrypoint module, image and input."""
-
-    name: str
-    module: str
-    image: str  # Dockerfile target, and the image's name in the registry
-    torch: bool  # runs a network: GPU-capable image, GPU limit in the default variant
-    input: dict[str, Any]
-    description: str
 
 
 def pfs(repo: str, glob: str, join_on: str | None = None) -> dict[str, Any]:
@@ -86,85 +60,16 @@ def pfs(repo: str, glob: str, join_on: str | None = None) -> dict[str, Any]:
     return {"pfs": spec}
 
 
-def per_exam(repo: str) -> dict[str, Any]:
-    """One datum per top-level directory (= exam) of the repo."""
-    return pfs(repo, "/*")
-
-
-def join_exams(*repos: str) -> dict[str, Any]:
-    """One datum per exam present in every repo: each exam's directories side by side."""
-    return {"join": [pfs(repo, "/(*)", "$1") for repo in repos]}
-
-
-def cross(*inputs: dict[str, Any]) -> dict[str, Any]:
-    return {"cross": list(inputs)}
-
-
-def whole(repo: str) -> dict[str, Any]:
-    """The whole repo in every datum."""
-    return pfs(repo, "/")
-
-
-# The DAG, in dependency order.
-DAG = (
-    Pipeline(
-        "crop",
-        "stages.crop",
-        "crop",
-        False,
-        per_exam("sample_data"),
-        "Crop each mammogram to the breast; drop labels and markers.",
-    ),
-    Pipeline(
-        "extract_centers",
-        "stages.extract_centers",
-        "extract-centers",
-        False,
-        per_exam("crop"),
-        "Find the best crop centre of each cropped image.",
-    ),
-    Pipeline(
-        "generate_heatmaps",
-        "stages.generate_heatmaps",
-        "generate-heatmaps",
-        True,
-        cross(join_exams("crop", "extract_centers"), whole("models")),
-        "Benign and malignant patch-classifier heatmaps per image.",
-    ),
-    Pipeline(
-        "classify",
-        "stages.classify",
-        "classify",
-        True,
-        cross(join_exams("crop", "extract_centers", "generate_heatmaps"), whole("models")),
-        "Exam-level benign/malignant predictions (image and image+heatmaps models).",
-    ),
-    Pipeline(
-        "visualize",
-        "stages.visualize",
-        "visualize",
-        False,
-        join_exams("crop", "generate_heatmaps", "classify"),
-        "Heatmap overlays and an HTML report per exam.",
-    ),
-    Pipeline(
-        "summary",
-        "stages.summary",
-        "summary",
-        False,
-        cross(whole("classify"), whole("visualize")),
-        "predictions.csv over all exams, failed exams, index.html of every report.",
-    ),
-)
-
-SINGLE_STAGE = Pipeline(
-    "breast_cancer",
-    "stages.single_stage",
-    "single-stage",
-    True,
-    cross(per_exam("sample_data"), whole("models")),
-    "Every stage in sequence on one exam per datum.",
-)
+def input_spec(spec: Input) -> dict[str, Any]:
+    """The table's input as Pachyderm's input JSON."""
+    if isinstance(spec, PerExam):
+        return pfs(spec.repo, "/*")
+    if isinstance(spec, Whole):
+        return pfs(spec.repo, "/")
+    if isinstance(spec, JoinExams):
+        return {"join": [pfs(repo, "/(*)", "$1") for repo in spec.repos]}
+    assert isinstance(spec, Cross)
+    return {"cross": [input_spec(part) for part in spec.parts]}
 
 
 def image_ref(target: str, registry: str, tag: str) -> str:
@@ -173,36 +78,33 @@ def image_ref(target: str, registry: str, tag: str) -> str:
 
 def image_targets() -> list[str]:
     """Every Dockerfile target that becomes a pushed image, in DAG order."""
-    return [p.image for p in (*DAG, SINGLE_STAGE)]
+    return [stage.image for stage in ALL_STAGES]
 
 
-def transform_env(pipeline: Pipeline, device: str) -> dict[str, str]:
-    if not pipeline.torch:
-        return {}
+def transform_env(stage: Stage, device: str) -> dict[str, str]:
+    if not stage.torch:
+        return dict(stage.env)
     # Torch sizes its thread pool to the node's cores, not the pod's share.
-    threads = str(max(1, math.ceil(RESOURCES[pipeline.name].cpu)))
-    env = {"BCD_DEVICE": device, "BCD_TORCH_THREADS": threads}
-    if pipeline.name != "generate_heatmaps":
-        env["BCD_EPOCHS"] = TTA_EPOCHS
-    return env
+    threads = str(max(1, math.ceil(stage.resources.cpu)))
+    return {"BCD_DEVICE": device, "BCD_TORCH_THREADS": threads, **stage.env}
 
 
-def spec_v2(pipeline: Pipeline, registry: str, tag: str, *, gpu: bool) -> dict[str, Any]:
+def spec_v2(stage: Stage, registry: str, tag: str, *, gpu: bool) -> dict[str, Any]:
     """A Pachyderm 2.x CreatePipelineRequest, snake_case keys."""
-    resources = RESOURCES[pipeline.name]
-    on_gpu = gpu and pipeline.torch
+    resources = stage.resources
+    on_gpu = gpu and stage.torch
     transform: dict[str, Any] = {
-        "image": image_ref(pipeline.image, registry, tag),
-        "cmd": ["python3", "-m", pipeline.module],
+        "image": image_ref(stage.image, registry, tag),
+        "cmd": list(stage.command),
     }
-    env = transform_env(pipeline, "auto" if gpu else "cpu")
+    env = transform_env(stage, "auto" if gpu else "cpu")
     if env:
         transform["env"] = env
     spec: dict[str, Any] = {
-        "pipeline": {"name": pipeline.name},
-        "description": pipeline.description,
+        "pipeline": {"name": stage.name},
+        "description": stage.description,
         "transform": transform,
-        "input": pipeline.input,
+        "input": input_spec(stage.input),
         "parallelism_spec": {"constant": 1},
         "resource_requests": {"memory": resources.memory, "cpu": resources.cpu},
     }
@@ -211,7 +113,7 @@ def spec_v2(pipeline: Pipeline, registry: str, tag: str, *, gpu: bool) -> dict[s
     timeout = resources.timeout_gpu_s if on_gpu else resources.timeout_cpu_s
     spec["datum_timeout"] = f"{timeout}s"
     spec["datum_tries"] = DATUM_TRIES
-    if pipeline.torch:
+    if stage.torch:
         # Idle torch pipelines scale to zero workers and so hold no GPU or memory.
         spec["autoscaling"] = True
     return spec
@@ -228,18 +130,18 @@ def spec_v1(spec: dict[str, Any]) -> dict[str, Any]:
 def render_all(registry: str = DEFAULT_REGISTRY, tag: str = DEFAULT_TAG) -> dict[str, str]:
     """Every spec file's path (relative to pipelines/) mapped to its JSON text."""
     specs: dict[str, dict[str, Any]] = {}
-    for pipeline in DAG:
-        default = spec_v2(pipeline, registry, tag, gpu=True)
-        specs[f"{pipeline.name}.json"] = default
-        specs[f"cpu/{pipeline.name}.json"] = spec_v2(pipeline, registry, tag, gpu=False)
-        specs[f"pachyderm-1.x/{pipeline.name}.json"] = spec_v1(default)
+    for stage in DAG:
+        default = spec_v2(stage, registry, tag, gpu=True)
+        specs[f"{stage.name}.json"] = default
+        specs[f"cpu/{stage.name}.json"] = spec_v2(stage, registry, tag, gpu=False)
+        specs[f"pachyderm-1.x/{stage.name}.json"] = spec_v1(default)
     specs[f"single-stage/{SINGLE_STAGE.name}.json"] = spec_v2(SINGLE_STAGE, registry, tag, gpu=True)
     return {path: json.dumps(spec, indent=2) + "\n" for path, spec in specs.items()}
 
 
 def existing_specs(out_dir: Path) -> set[str]:
     """The spec files now in the rendered folders (relative paths)."""
-    found = set()
+    found: set[str] = set()
     for variant in VARIANTS:
         folder = out_dir / variant
         if folder.is_dir():
@@ -276,10 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--check", action="store_true", help="exit 1 if --out is not current")
     mode.add_argument("--images", action="store_true", help="print '<target> <image>' lines")
     mode.add_argument("--default", choices=("registry", "tag"), help="print one default")
+    mode.add_argument("--source-repos", action="store_true", help="print the input repos")
     args = parser.parse_args(argv)
 
     if args.default:
         print(DEFAULT_REGISTRY if args.default == "registry" else DEFAULT_TAG)
+        return 0
+    if args.source_repos:
+        print(" ".join(SOURCE_REPOS))
         return 0
     if args.images:
         for target in image_targets():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -17,25 +18,24 @@ from stages.core.errors import DataError
 from stages.core.exam import VIEWS
 from stages.core.orientation import crop_mode
 from stages.core.patches import PATCH_SIZE
+from stages.harness import run_exams, stage_parser, warn
 from stages.io.exam_files import CROPPED_EXAM_JSON, CROPPED_IMAGES, EXAM_JSON, load_exam, read_image
-from stages.io.exam_loop import run_exams, stage_parser, warn
 from stages.io.images import write_png
 from stages.io.pfs import exam_dirs, resolve_pfs_root, write_json
-
-INPUT = "sample_data"
+from stages.table import CROP, SAMPLE_DATA
 
 
 def crop_exam(input_root: Path, exam_id: str, staging: Path) -> None:
     """Crop every image of one exam into `staging`."""
     exam = load_exam(input_root / exam_id, EXAM_JSON)
-    metadata: dict[str, dict[str, list]] = {}
+    metadata: dict[str, dict[str, list[Any]]] = {}
     for view in VIEWS:
         for name in exam.images[view]:
             file = f"{name}.png"
             image = read_image(input_root / exam_id / file, exam_id, file)
             if image.dtype == np.uint8:
                 warn(
-                    "crop",
+                    CROP,
                     exam_id,
                     file,
                     "8-bit image: processed, but the models were "
@@ -63,12 +63,12 @@ def crop_exam(input_root: Path, exam_id: str, staging: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = stage_parser("crop", "Crop each mammogram to the breast (NYU reference rules).")
+    parser = stage_parser(CROP, "Crop each mammogram to the breast (NYU reference rules).")
     args = parser.parse_args(argv)
     pfs_root = resolve_pfs_root(args.pfs)
-    input_root = pfs_root / INPUT
+    input_root = pfs_root / SAMPLE_DATA
     exam_ids = [path.name for path in exam_dirs(input_root)]
-    return run_exams("crop", pfs_root, exam_ids, partial(crop_exam, input_root), strict=args.strict)
+    return run_exams(CROP, pfs_root, exam_ids, partial(crop_exam, input_root), strict=args.strict)
 
 
 if __name__ == "__main__":

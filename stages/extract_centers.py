@@ -13,6 +13,7 @@ from pathlib import Path
 from stages.core.centers import cc_center, mlo_center
 from stages.core.exam import INPUT_SIZE, VIEWS, view_angle
 from stages.core.orientation import to_facing_right
+from stages.harness import run_exams, stage_parser
 from stages.io.exam_files import (
     CENTERS_JSON,
     CROPPED_EXAM_JSON,
@@ -20,16 +21,14 @@ from stages.io.exam_files import (
     load_exam,
     read_image,
 )
-from stages.io.exam_loop import run_exams, stage_parser
 from stages.io.pfs import exam_dirs, resolve_pfs_root, write_json
-
-INPUT = "crop"
+from stages.table import CROP, EXTRACT_CENTERS
 
 
 def centers_for_exam(input_root: Path, exam_id: str, staging: Path) -> None:
     """Compute `best_center` for every image of one cropped exam into `staging`."""
     exam = load_exam(input_root / exam_id, CROPPED_EXAM_JSON)
-    best_center: dict[str, list] = {}
+    best_center: dict[str, list[list[int]]] = {}
     for view in VIEWS:
         best_center[view] = []
         for index, name in enumerate(exam.images[view]):
@@ -49,17 +48,17 @@ def centers_for_exam(input_root: Path, exam_id: str, staging: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = stage_parser("extract_centers", "Find each cropped image's best window centre.")
+    parser = stage_parser(EXTRACT_CENTERS, "Find each cropped image's best window centre.")
     args = parser.parse_args(argv)
     pfs_root = resolve_pfs_root(args.pfs)
-    input_root = pfs_root / INPUT
+    input_root = pfs_root / CROP
     exam_ids = [path.name for path in exam_dirs(input_root)]
     return run_exams(
-        "extract_centers",
+        EXTRACT_CENTERS,
         pfs_root,
         exam_ids,
         partial(centers_for_exam, input_root),
-        upstream_inputs=[INPUT],
+        upstream_inputs=[CROP],
         strict=args.strict,
     )
 

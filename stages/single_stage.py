@@ -1,8 +1,8 @@
 """Stage `single_stage`: the whole DAG inside one datum (pipelines/single-stage/).
 
 Reads  <pfs>/sample_data/<exam>/ and <pfs>/models/.
-Writes <pfs>/out/<stage>/<exam>/... for crop, extract_centers, generate_heatmaps,
-       classify and visualize: the same files the five-pipeline DAG writes to its repos.
+Writes <pfs>/out/<stage>/<exam>/... for each of the table's SINGLE_STAGE_STEPS (crop to
+       visualize): the same files the multi-pipeline DAG writes to its repos.
 Each stage runs in this process on a scratch /pfs tree whose inputs are the previous
 stages' outputs; extra arguments go to every stage (e.g. --strict).
 """
@@ -18,15 +18,7 @@ import tempfile
 from pathlib import Path
 
 from stages.io.pfs import resolve_pfs_root
-
-# (stage, the inputs it reads), in DAG order.
-PIPELINE: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("crop", ("sample_data",)),
-    ("extract_centers", ("crop",)),
-    ("generate_heatmaps", ("crop", "extract_centers", "models")),
-    ("classify", ("crop", "extract_centers", "generate_heatmaps", "models")),
-    ("visualize", ("crop", "generate_heatmaps", "classify")),
-)
+from stages.table import SINGLE_STAGE, SINGLE_STAGE_STEPS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,22 +31,23 @@ def main(argv: list[str] | None = None) -> int:
     out_root = pfs_root / "out"
     with tempfile.TemporaryDirectory(prefix="bcd-single-stage-") as scratch_dir:
         scratch = Path(scratch_dir)
-        produced = {name: pfs_root / name for name in ("sample_data", "models")}
-        for stage, inputs in PIPELINE:
-            stage_pfs = scratch / stage
+        produced = {name: pfs_root / name for name in SINGLE_STAGE.inputs}
+        for stage in SINGLE_STAGE_STEPS:
+            stage_pfs = scratch / stage.name
             stage_pfs.mkdir()
-            for name in inputs:
+            for name in stage.inputs:
                 os.symlink(produced[name].resolve(), stage_pfs / name)
-            code = importlib.import_module(f"stages.{stage}").main(
+            # Every stage module has `main(argv) -> int`.
+            code: int = importlib.import_module(f"stages.{stage.module}").main(
                 ["--pfs", str(stage_pfs), *stage_args]
             )
             if code != 0:
                 return code
-            produced[stage] = stage_pfs / "out"
+            produced[stage.name] = stage_pfs / "out"
         out_root.mkdir(parents=True, exist_ok=True)
-        for stage, _ in PIPELINE:
-            if produced[stage].is_dir():
-                shutil.move(produced[stage], out_root / stage)
+        for stage in SINGLE_STAGE_STEPS:
+            if produced[stage.name].is_dir():
+                shutil.move(produced[stage.name], out_root / stage.name)
     return 0
 
 

@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import sys
 
-from stages.io.exam_loop import stage_parser
+from stages.harness import stage_parser
 from stages.io.pfs import atomic_write_bytes, resolve_pfs_root, write_json
 from stages.report.collect import collect_run
 from stages.report.html import summary_index_html
 from stages.report.tables import failures_csv, predictions_csv
-
-STAGE = "summary"
+from stages.table import CLASSIFY, SUMMARY, VISUALIZE
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = stage_parser(STAGE, "Predictions of all exams, failed exams and an index page.")
+    parser = stage_parser(SUMMARY, "Predictions of all exams, failed exams and an index page.")
     args = parser.parse_args(argv)
     pfs_root = resolve_pfs_root(args.pfs)
-    run = collect_run(pfs_root / "classify", pfs_root / "visualize", stage=STAGE)
+    run = collect_run(pfs_root / CLASSIFY, pfs_root / VISUALIZE, stage=SUMMARY)
     out = pfs_root / "out"
     atomic_write_bytes(out / "predictions.csv", predictions_csv(run.predictions).encode())
     atomic_write_bytes(out / "failed_exams.csv", failures_csv(run.failures).encode())
@@ -31,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     atomic_write_bytes(out / "index.html", page.encode())
     print(
-        f"bcd {STAGE}: {len(run.exam_ids)} exams, {len(run.predictions)} with predictions, "
+        f"bcd {SUMMARY}: {len(run.exam_ids)} exams, {len(run.predictions)} with predictions, "
         f"{len(run.failures)} error records",
         file=sys.stderr,
         flush=True,

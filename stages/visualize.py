@@ -12,28 +12,27 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from stages.io.exam_files import CROPPED_EXAM_JSON, REPORT_HTML, load_exam
-from stages.io.exam_loop import run_exams, stage_parser
+from stages.harness import run_exams, stage_parser
+from stages.io.exam_files import CROPPED_EXAM_JSON, REPORT_HTML, load_exam, read_cropped_image
 from stages.io.heatmaps_h5 import KINDS
 from stages.io.images import encode_png
 from stages.io.pfs import atomic_write_bytes, exam_dirs, resolve_pfs_root
 from stages.report.figure import view_figure
 from stages.report.html import ViewImage, exam_report_html
-from stages.report.inputs import read_cropped_image, read_probability_heatmap
+from stages.report.inputs import read_probability_heatmap
 from stages.report.png import OVERLAY_PNG_COMPRESSION, fit_height
 from stages.report.predictions import read_predictions
+from stages.table import CLASSIFY, CROP, GENERATE_HEATMAPS, VISUALIZE, stage
 
-STAGE = "visualize"
-INPUTS = ("crop", "generate_heatmaps", "classify")
 # Embedded copies this tall keep a four-view report to a few MB.
 EMBEDDED_HEIGHT = 900
 
 
 def write_exam_report(pfs_root: Path, exam_id: str, out_dir: Path) -> None:
     """Read one exam's crops, heatmaps and predictions; write its overlays and report."""
-    crop_dir, heatmaps_dir = pfs_root / "crop" / exam_id, pfs_root / "generate_heatmaps" / exam_id
+    crop_dir, heatmaps_dir = pfs_root / CROP / exam_id, pfs_root / GENERATE_HEATMAPS / exam_id
     exam = load_exam(crop_dir, CROPPED_EXAM_JSON)
-    predictions = read_predictions(pfs_root / "classify" / exam_id, exam_id)
+    predictions = read_predictions(pfs_root / CLASSIFY / exam_id, exam_id)
     images = []
     for view, name in exam.image_names():
         image = read_cropped_image(crop_dir, exam_id, name)
@@ -57,17 +56,18 @@ def write_exam_report(pfs_root: Path, exam_id: str, out_dir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = stage_parser(STAGE, "Heatmap overlays and an HTML report per exam.")
+    parser = stage_parser(VISUALIZE, "Heatmap overlays and an HTML report per exam.")
     args = parser.parse_args(argv)
     pfs_root = resolve_pfs_root(args.pfs)
     # Joined per exam in a pipeline; run by hand, every exam any input holds.
-    exam_ids = sorted({exam.name for name in INPUTS for exam in exam_dirs(pfs_root / name)})
+    inputs = stage(VISUALIZE).inputs
+    exam_ids = sorted({exam.name for name in inputs for exam in exam_dirs(pfs_root / name)})
     return run_exams(
-        STAGE,
+        VISUALIZE,
         pfs_root,
         exam_ids,
         lambda exam_id, out_dir: write_exam_report(pfs_root, exam_id, out_dir),
-        upstream_inputs=INPUTS,
+        upstream_inputs=inputs,
         strict=args.strict,
     )
 

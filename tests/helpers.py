@@ -1,4 +1,4 @@
-"""Test helpers: paths to the real sample images and a small synthetic exam writer."""
+"""Test helpers: the repository's paths, the real sample images, synthetic and reference exams."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 NYU_SAMPLE = SHARED / "data" / "nyu_sample"
+TEST_DATA = REPO / "tests" / "data"
+# Cases made by running the NYU reference itself (tests/data/reference/README.md).
+REFERENCE = TEST_DATA / "reference"
 VIEWS = ("L-CC", "R-CC", "L-MLO", "R-MLO")
 
 
@@ -71,3 +74,31 @@ def load_sample_data_generator():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_case(name: str) -> dict:
+    """One reference case's expected values."""
+    return json.loads((REFERENCE / f"{name}.json").read_text())
+
+
+def case_input_image(source: dict) -> np.ndarray:
+    """A reference case's input image, rebuilt from where the case says it came from."""
+    if source["kind"] == "generator":
+        return getattr(load_sample_data_generator(), source["function"])(**source["args"])
+    if source["kind"] == "repo_png":
+        return cv2.imread(str(REPO / source["path"]), cv2.IMREAD_UNCHANGED)
+    image = cv2.imread(str(SHARED / source["path"]), cv2.IMREAD_UNCHANGED)
+    return np.ascontiguousarray(np.fliplr(image)) if source["mirrored"] else image
+
+
+def write_case_exam(case: str, sample_data: Path) -> dict:
+    """The case's input images and exam.json in `sample_data/<case>/`; returns the case."""
+    expected = load_case(case)
+    exam_dir = sample_data / case
+    exam_dir.mkdir(parents=True)
+    exam = {"horizontal_flip": expected["horizontal_flip"]}
+    for record in expected["images"]:
+        cv2.imwrite(str(exam_dir / f"{record['image']}.png"), case_input_image(record["source"]))
+        exam.setdefault(record["view"], []).append(record["image"])
+    (exam_dir / "exam.json").write_text(json.dumps(exam))
+    return expected

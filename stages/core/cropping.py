@@ -11,9 +11,11 @@ so one distance transform replaces each loop of 100 passes. OpenCV's L1 transfor
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from stages.core.errors import DataError
 
@@ -32,7 +34,7 @@ class CropInfo:
     bottommost_points: tuple[int, tuple[int, int]]  # y, (x_first, x_last)
     distance_from_starting_side: int
 
-    def as_json(self) -> dict[str, list]:
+    def as_json(self) -> dict[str, list[Any] | int]:
         """The four metadata values with tuples as lists (the exam.json convention)."""
         (y0, y1), x = self.rightmost_points
         y, (x0, x1) = self.bottommost_points
@@ -79,13 +81,20 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
         raise ValueError("empty mask")
     # bincount copies its input to int64: counted in row bands, that copy stays small.
     bands = np.array_split(labels, 16)
-    sizes = sum(np.bincount(band.ravel(), minlength=count) for band in bands)[1:]
+    band_sizes = sum(np.bincount(band.ravel(), minlength=count) for band in bands)
+    # array_split always gives 16 bands, so sum() never returns its start value 0.
+    assert isinstance(band_sizes, np.ndarray)
+    sizes = band_sizes[1:]
     tied = np.flatnonzero(sizes == sizes.max()) + 1
+    # numpy types ndarray.__eq__ as returning Any: the bool masks are annotated.
+    component: npt.NDArray[np.bool_]
     if len(tied) == 1:
-        return labels == tied[0]
+        component = labels == tied[0]
+        return component
     flat = labels.ravel()
     first_pixels = [int(np.argmax(flat == label)) for label in tied]
-    return labels == tied[int(np.argmin(first_pixels))]
+    component = labels == tied[int(np.argmin(first_pixels))]
+    return component
 
 
 def tissue_box(image: np.ndarray) -> tuple[slice, slice] | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import numpy.typing as npt
 
 from stages.core.normalize import standardize
 from stages.core.patches import PATCH_SIZE, patch_starts
@@ -46,7 +47,9 @@ def background_patches(facing_right: np.ndarray, corners: list[tuple[int, int]])
         - tissue[row_ends, cols]
         + tissue[rows, cols]
     )
-    return counts == 0
+    # numpy types ndarray.__eq__ as returning Any.
+    background: npt.NDArray[np.bool_] = counts == 0
+    return background
 
 
 def cut_patches(image: np.ndarray, corners: list[tuple[int, int]]) -> np.ndarray:

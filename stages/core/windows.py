@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from stages.core.exam import INPUT_SIZE, view_angle
 from stages.core.normalize import standardize
@@ -61,7 +62,7 @@ def place_window(
     """
     window_h, window_w = INPUT_SIZE[view_angle(view)]
     crop_noise = np.array((max_crop_noise, max_crop_noise))
-    multiplier = np.zeros(2, dtype=np.float32)
+    multiplier: npt.NDArray[np.float32 | np.float64] = np.zeros(2, dtype=np.float32)
     if crop_noise.any():
         multiplier = rng.uniform(low=-1.0, high=1.0, size=2)
 

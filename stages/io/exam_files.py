@@ -16,6 +16,7 @@ EXAM_JSON = "exam.json"
 CROPPED_EXAM_JSON = "cropped_exam_list.json"
 CENTERS_JSON = "data.json"
 CROPPED_IMAGES = "cropped_images"
+HEATMAPS_PROVENANCE = "heatmaps_provenance.json"
 PREDICTIONS_JSON = "predictions.json"
 REPORT_HTML = "report.html"
 
@@ -55,3 +56,9 @@ def read_image(path: Path, exam: str, file: str) -> np.ndarray:
             file=file,
         )
     return read_greyscale_png(path, exam=exam, file=file)
+
+
+def read_cropped_image(crop_exam_dir: Path, exam_id: str, image_name: str) -> np.ndarray:
+    """A cropped mammogram, (H, W) greyscale as the crop stage stored it."""
+    file = f"{CROPPED_IMAGES}/{image_name}.png"
+    return read_image(crop_exam_dir / file, exam_id, file)

@@ -77,8 +77,8 @@ class SamePadConv2d(nn.Conv2d):
         same = cls(
             conv.in_channels,
             conv.out_channels,
-            conv.kernel_size,
-            stride=conv.stride,
+            _pair(conv.kernel_size),
+            stride=_pair(conv.stride),
             padding=0,
             groups=conv.groups,
             bias=conv.bias is not None,
@@ -118,7 +118,9 @@ class SamePadMaxPool2d(nn.MaxPool2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         padded = pad_same(x, _pair(self.kernel_size), _pair(self.stride), swap_axes=self.swap_axes)
-        return super().forward(padded)
+        # torch leaves MaxPool2d.forward's return unannotated.
+        pooled: torch.Tensor = super().forward(padded)
+        return pooled
 
 
 def use_same_padding(module: nn.Module, *, swap_axes: bool = False) -> None:
@@ -131,7 +133,8 @@ def use_same_padding(module: nn.Module, *, swap_axes: bool = False) -> None:
                 setattr(parent, name, SamePadMaxPool2d.like(child, swap_axes=swap_axes))
 
 
-class PatchDenseNet121(DenseNet):
+# torchvision ships no type information, so DenseNet is Any to mypy.
+class PatchDenseNet121(DenseNet):  # type: ignore[misc]
     """DenseNet-121 with 4 classes and SAME padding; returns logits (softmax is the caller's).
 
     Input: (N, 3, H, W) float32, the standardised greyscale patch copied to 3 channels.
@@ -151,4 +154,6 @@ class PatchDenseNet121(DenseNet):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = F.relu(self.features(x))
         pooled = F.adaptive_avg_pool2d(features, 1).flatten(1)
-        return self.classifier(pooled)
+        # self.classifier comes from the untyped torchvision base class.
+        logits: torch.Tensor = self.classifier(pooled)
+        return logits

@@ -31,7 +31,8 @@ class BasicBlockV2(nn.Module):
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_channels)
         self.conv1 = conv3x3(in_channels, out_channels, stride)
-        self.bn2 = nn.BatchNorm2d(out_channels)
+        # prepare_classifier may fold bn2 into conv1 and leave an Identity in its place.
+        self.bn2: nn.BatchNorm2d | nn.Identity = nn.BatchNorm2d(out_channels)
         self.conv2 = conv3x3(out_channels, out_channels)
         # A Sequential only so that the checkpoint key is "downsample.0.weight".
         self.downsample = (
@@ -44,7 +45,8 @@ class BasicBlockV2(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         activated = self.relu(self.bn1(x))
         shortcut = x if self.downsample is None else self.downsample(activated)
-        out = self.conv2(self.relu(self.bn2(self.conv1(activated))))
+        # Module.__call__ returns Any in torch's stubs.
+        out: torch.Tensor = self.conv2(self.relu(self.bn2(self.conv1(activated))))
         return out + shortcut
 
 
@@ -75,4 +77,5 @@ class ResNet22(nn.Module):
         h = self.first_pool(self.first_conv(x))
         for stage in self.layer_list:
             h = stage(h)
-        return self.relu(self.final_bn(h))
+        features: torch.Tensor = self.relu(self.final_bn(h))
+        return features

@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+
+from stages import __version__
 
 THREADS_ENV = "BCD_TORCH_THREADS"
 PRECISION_ENV = "BCD_PRECISION"
@@ -71,9 +75,16 @@ def use_exact_fp32() -> None:
 
 def bf16_supported(device: torch.device) -> bool:
     """Whether `device` runs bfloat16 arithmetic natively (CPU: AVX512-BF16 or AMX)."""
+    # torch leaves these unannotated (their results are Any to mypy); each gives a bool.
+    supported: bool
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        supported = torch.cuda.is_bf16_supported()
+        return supported
+    supported = (
+        torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call]
+        and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )
+    return supported
 
 
 @dataclass(frozen=True)
@@ -116,3 +127,36 @@ def autocast(precision: Precision, device: torch.device) -> Iterator[None]:
             yield
     else:
         yield
+
+
+@dataclass(frozen=True)
+class TorchSetup:
+    """Where a torch stage runs: device, precision and torch threads."""
+
+    device: torch.device
+    precision: Precision
+    threads: int
+
+    def provenance(self) -> dict[str, Any]:
+        """The provenance fields every torch stage records."""
+        return {
+            "device": str(self.device),
+            "torch_threads": self.threads,
+            **self.precision.provenance(),
+            "project_version": __version__,
+        }
+
+
+def setup_torch_stage(stage: str, device_choice: str, precision_choice: str) -> TorchSetup:
+    """Device, precision, threads ($BCD_TORCH_THREADS) and exact fp32 for a torch stage.
+
+    ValueError when the choice cannot run here (the stage exits 2 before any exam); a
+    precision fallback is said on stderr.
+    """
+    device = resolve_device(device_choice)
+    precision = resolve_precision(precision_choice, device)
+    threads = configure_torch_threads()
+    use_exact_fp32()
+    if precision.note:
+        print(f"bcd {stage}: {precision.note}", file=sys.stderr)
+    return TorchSetup(device, precision, threads)

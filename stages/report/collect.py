@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from stages.core.errors import DataError
+from stages.harness import error_record
 from stages.io.exam_files import REPORT_HTML
-from stages.io.exam_loop import error_record
 from stages.io.pfs import ERROR_RECORD, exam_dirs, upstream_error
 from stages.report.predictions import ExamPredictions, read_predictions
 
@@ -17,7 +17,7 @@ ERROR_FIELDS: tuple[str, ...] = ("exam", "stage", "file", "reason")
 
 
 @dataclass(frozen=True)
-class RunSummary:
+class CollectedRun:
     """Everything the summary stage reports, each list sorted by exam."""
 
     exam_ids: list[str]
@@ -27,7 +27,7 @@ class RunSummary:
     failures: list[dict[str, Any]]
 
 
-def collect_run(classify_root: Path, visualize_root: Path, *, stage: str) -> RunSummary:
+def collect_run(classify_root: Path, visualize_root: Path, *, stage: str) -> CollectedRun:
     """Read every exam under the classify and visualize inputs.
 
     An exam has predictions when classify succeeded, and a report link when visualize
@@ -55,7 +55,7 @@ def collect_run(classify_root: Path, visualize_root: Path, *, stage: str) -> Run
             report_links[exam_dir.name] = f"../{visualize_root.name}/{exam_dir.name}/{REPORT_HTML}"
     exam_ids = sorted({d.name for root in (classify_root, visualize_root) for d in exam_dirs(root)})
     failures.sort(key=lambda record: (str(record["exam"]), str(record["stage"])))
-    return RunSummary(exam_ids, predictions, report_links, failures)
+    return CollectedRun(exam_ids, predictions, report_links, failures)
 
 
 def _error_record(exam_dir: Path, stage: str) -> dict[str, Any] | None:
@@ -63,6 +63,7 @@ def _error_record(exam_dir: Path, stage: str) -> dict[str, Any] | None:
 
     A record that cannot be read is reported as such rather than stopping the summary.
     """
+    record: dict[str, Any] | str | None
     try:
         record = upstream_error(exam_dir)
     except (OSError, ValueError) as error:

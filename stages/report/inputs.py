@@ -7,17 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from stages.core.errors import DataError
-from stages.io.exam_files import CROPPED_IMAGES, read_image
 from stages.io.heatmaps_h5 import heatmap_path, read_heatmap
 
 # Rounding slack allowed around [0, 1] in heatmap values.
 PROBABILITY_SLACK = 1e-5
-
-
-def read_cropped_image(crop_exam_dir: Path, exam_id: str, image_name: str) -> np.ndarray:
-    """A cropped mammogram, (H, W) greyscale as the crop stage stored it."""
-    file = f"{CROPPED_IMAGES}/{image_name}.png"
-    return read_image(crop_exam_dir / file, exam_id, file)
 
 
 def read_probability_heatmap(

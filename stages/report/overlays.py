@@ -6,6 +6,7 @@ Pure numpy, no I/O. Colours are RGB; every output is uint8.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 RED: tuple[int, int, int] = (255, 0, 0)
 GREEN: tuple[int, int, int] = (0, 255, 0)
@@ -32,7 +33,9 @@ def display_window(
 def apply_window(image: np.ndarray, low: float, high: float) -> np.ndarray:
     """Linear map of [low, high] to [0, 255], clipped, as uint8."""
     scaled = (image.astype(np.float32) - low) / (high - low)
-    return np.rint(np.clip(scaled, 0.0, 1.0) * 255.0).astype(np.uint8)
+    # numpy's stubs type np.clip here as returning Any.
+    windowed: npt.NDArray[np.uint8] = np.rint(np.clip(scaled, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return windowed
 
 
 def grey_to_rgb(grey: np.ndarray) -> np.ndarray:
@@ -50,7 +53,9 @@ def tint(
     alpha = (np.clip(probability, 0.0, 1.0) * full_alpha).astype(np.float32)[..., None]
     base = grey.astype(np.float32)[..., None]
     tinted = base * (1.0 - alpha) + np.asarray(colour, dtype=np.float32) * alpha
-    return np.rint(tinted).astype(np.uint8)
+    # numpy's stubs type np.clip here as returning Any, and so `tinted`.
+    rgb: npt.NDArray[np.uint8] = np.rint(tinted).astype(np.uint8)
+    return rgb
 
 
 def colour_bar(

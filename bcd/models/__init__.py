@@ -1,0 +1,1 @@
+"""`bcd models`: the checkpoints (published download, seeded demo weights, verification)."""

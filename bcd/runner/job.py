@@ -1,0 +1,280 @@
+"""One pipeline's job: plan which datums to skip, run the others, publish, record.
+
+Plan (Pachyderm's incremental rules): a datum is skipped when its ID and hash match a
+record that was processed by a job that did not fail; every other datum runs. Outputs of
+datums whose inputs disappeared, and old outputs of datums about to run again, are
+deleted first. Datums run in parallel (see `resources`); as each one ends the main thread
+records it and, when it succeeded, checks its paths against the repo (two datums may not
+write the same path) and publishes it. A failed datum fails the job, the other datums
+still run and keep their outputs. Datums run with err_cmd that end RECOVERED publish
+nothing and do not fail the job.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Never, TypedDict
+
+from tqdm import tqdm
+
+from bcd.runner.datums import Datum, build_datums, datum_hash
+from bcd.runner.errors import RunnerError, StorageError
+from bcd.runner.execute import DatumJob, DatumResult, RunningProcesses, run_datum
+from bcd.runner.fileset import RepoFiles
+from bcd.runner.outputs import MergeFault, OutputRepo
+from bcd.runner.resources import Slots, plan_slots, slot_env
+from bcd.runner.spec import PipelineSpec
+from bcd.runner.state import FAILED, PROCESSED, RECOVERED, DatumRecord, PipelineState
+from bcd.runner.summary import FAILURE, DatumFailure, JobSummary
+
+
+class _Quiet(TypedDict, total=False):
+    """tqdm's `disable`, passed only when the bar is turned off."""
+
+    disable: bool
+
+
+@dataclass
+class JobContext:
+    """What all jobs of one run share."""
+
+    run_id: str
+    out: Path
+    scratch: Path
+    logs: Path
+    folders: Mapping[str, Path]
+    base_env: Mapping[str, str]
+    env_overrides: Mapping[str, str]
+    workers: int
+    cores: int
+    gpus: list[str]
+    reprocess: bool
+    progress: bool
+    fault: MergeFault
+    processes: RunningProcesses
+    static_files: dict[str, RepoFiles] = field(default_factory=dict)
+
+    def repo_files(self, repo: str, pipelines: set[str]) -> RepoFiles:
+        """A repo's files; given folders are hashed once per run, pipeline outputs per job."""
+        if repo in pipelines:
+            return RepoFiles(self.folders[repo])
+        if repo not in self.static_files:
+            self.static_files[repo] = RepoFiles(self.folders[repo])
+        return self.static_files[repo]
+
+
+def job_env(spec: PipelineSpec, base_env: Mapping[str, str]) -> dict[str, str]:
+    """The pod-level environment: ours, then transform.env, with this interpreter first on PATH.
+
+    Specs run `python3 -m stages.x`; putting the running interpreter's bin folder first
+    makes that the same Python (and venv) as `bcd run`.
+    """
+    env = dict(base_env)
+    env.update(spec.transform.env)
+    bin_dir = os.path.dirname(sys.executable)
+    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", os.defpath)
+    env["PPS_PIPELINE_NAME"] = spec.name
+    env["PPS_PROJECT_NAME"] = spec.project
+    return env
+
+
+def _describe(datum: Datum) -> list[str]:
+    return [f"{item.name}:{item.path}" for item in datum.inputs]
+
+
+def run_job(
+    spec: PipelineSpec,
+    state: PipelineState,
+    ctx: JobContext,
+    summary: JobSummary,
+    pipelines: set[str],
+) -> None:
+    """Run one job, filling `summary`. Raises StorageError when outputs cannot be written."""
+    start = time.monotonic()
+    try:
+        _run_job(spec, state, ctx, summary, pipelines, start)
+    except OSError as error:
+        raise StorageError(
+            f"cannot write the outputs of {spec.name}: {error}. Published datums are "
+            "complete; fix the cause and run again to resume."
+        ) from error
+    finally:
+        summary.seconds = round(time.monotonic() - start, 3)
+
+
+def _run_job(
+    spec: PipelineSpec,
+    state: PipelineState,
+    ctx: JobContext,
+    summary: JobSummary,
+    pipelines: set[str],
+    start: float,
+) -> None:
+    repo = OutputRepo(ctx.out / spec.name, state.owned_files(), ctx.fault)
+    repo.root.mkdir(parents=True, exist_ok=True)
+    try:
+        datums = build_datums(
+            spec.input, {name: ctx.repo_files(name, pipelines) for name in spec.input_repos()}
+        )
+    except (RunnerError, OSError) as error:
+        summary.status, summary.reason = FAILURE, f"cannot list the datums: {error}"
+        return
+
+    if ctx.reprocess or state.salt is None:
+        salt = spec.salt if state.salt is None and spec.salt else uuid.uuid4().hex
+    else:
+        salt = state.salt
+    hashes = {datum.id: datum_hash(datum, salt) for datum in datums}
+    todo = [
+        datum
+        for datum in datums
+        if not (spec.skip_unchanged and state.skippable(datum.id, hashes[datum.id]))
+    ]
+    summary.skipped = len(datums) - len(todo)
+    vanished = [datum_id for datum_id in state.records if datum_id not in hashes]
+
+    state.start_job(ctx.run_id, salt)
+    for datum_id in vanished + [datum.id for datum in todo if datum.id in state.records]:
+        files = state.records[datum_id].files
+        state.drop(datum_id)
+        repo.remove(datum_id, files)
+    summary.deleted = len(vanished)
+
+    slots = plan_slots(ctx.workers, spec.gpus_per_datum, ctx.gpus, ctx.cores)
+    job = DatumJob(
+        transform=spec.transform,
+        tries=spec.datum_tries,
+        timeout=spec.datum_timeout,
+        env=job_env(spec, ctx.base_env),
+        overrides=ctx.env_overrides,
+        job_id=ctx.run_id,
+        deadline=start + spec.job_timeout if spec.job_timeout else None,
+    )
+    # Without an explicit `disable`, tqdm honours TQDM_DISABLE and friends.
+    quiet: _Quiet = {} if ctx.progress else {"disable": True}
+    with tqdm(
+        total=len(datums), desc=spec.name, unit="datum", file=sys.stderr, **quiet
+    ) as progress:
+        progress.update(summary.skipped)
+        recorder = _Recorder(spec, hashes, state, repo, ctx, summary, progress)
+        conflict = _run_datums(spec, todo, job, slots, ctx, recorder)
+    ok = summary.failed == 0 and conflict is None
+    if not ok:
+        summary.status = FAILURE
+        summary.reason = conflict or _failure_reason(summary)
+    state.end_job(ctx.run_id, ok)
+
+
+def _failure_reason(summary: JobSummary) -> str:
+    first = summary.failures[0]
+    return f"{summary.failed} datum(s) failed; first: datum {first.datum}: {first.reason}"
+
+
+def _run_datums(
+    spec: PipelineSpec,
+    todo: list[Datum],
+    job: DatumJob,
+    slots: Slots,
+    ctx: JobContext,
+    record: Callable[[Datum, DatumResult], str | None],
+) -> str | None:
+    """Run `todo` on the slots; `record(datum, result)` runs in this thread as each ends."""
+    free: queue.Queue[tuple[str, ...]] = queue.Queue()
+    for gpu_set in slots.gpu_sets:
+        free.put(gpu_set)
+
+    def task(datum: Datum) -> DatumResult:
+        gpu_set = free.get()
+        try:
+            return run_datum(
+                job,
+                datum,
+                ctx.scratch / spec.name / datum.id,
+                ctx.logs / spec.name / f"{datum.id}.log",
+                ctx.processes,
+                slot_env(slots, gpu_set),
+            )
+        finally:
+            free.put(gpu_set)
+
+    first_conflict = None
+    with ThreadPoolExecutor(max_workers=slots.parallel) as pool:
+        futures: dict[Future[DatumResult], Datum] = {pool.submit(task, d): d for d in todo}
+        try:
+            for future in as_completed(futures):
+                conflict = record(futures[future], future.result())
+                first_conflict = first_conflict or conflict
+        except BaseException:
+            ctx.processes.stop()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    return first_conflict
+
+
+@dataclass
+class _Recorder:
+    """Records each finished datum and publishes its outputs, in the main thread."""
+
+    spec: PipelineSpec
+    hashes: Mapping[str, str]
+    state: PipelineState
+    repo: OutputRepo
+    ctx: JobContext
+    summary: JobSummary
+    progress: tqdm[Never]  # a bar without an iterable, advanced by update()
+
+    def __call__(self, datum: Datum, result: DatumResult) -> str | None:
+        """Record one datum; return the path conflict that kept it out, if any."""
+        conflict = None
+        if result.state == PROCESSED:
+            conflict = self.repo.conflict(datum.id, result.files)
+            if conflict is None:
+                self._publish(datum, result)
+            else:
+                self._failed(datum, result, conflict, conflict)
+        elif result.state == RECOVERED:
+            self._put(datum, RECOVERED)
+            self.summary.recovered += 1
+        else:
+            self._failed(
+                datum,
+                result,
+                result.reason,
+                f"datum {datum.id[:12]} [{', '.join(_describe(datum))}] failed after "
+                f"{result.attempts} attempt(s): {result.reason} (log: {result.log})\n"
+                f"{result.log_tail}",
+            )
+        shutil.rmtree(self.ctx.scratch / self.spec.name / datum.id, ignore_errors=True)
+        self.progress.update(1)
+        return conflict
+
+    def _put(self, datum: Datum, state: str) -> None:
+        self.state.put(datum.id, DatumRecord(self.hashes[datum.id], state, self.ctx.run_id))
+
+    def _publish(self, datum: Datum, result: DatumResult) -> None:
+        record = DatumRecord(self.hashes[datum.id], PROCESSED, self.ctx.run_id, result.files)
+        # run_datum sets out_dir on every PROCESSED result, the only ones published.
+        assert result.out_dir is not None
+        self.state.put(datum.id, record, staged=result.out_dir)
+        try:
+            self.repo.publish(datum.id, result.out_dir, result.files)
+        except BaseException:
+            self.state.drop(datum.id)
+            raise
+        self.summary.processed += 1
+
+    def _failed(self, datum: Datum, result: DatumResult, reason: str, message: str) -> None:
+        self._put(datum, FAILED)
+        self.summary.failed += 1
+        log = str(result.log) if result.log else None
+        self.summary.failures.append(DatumFailure(datum.id, _describe(datum), reason, log))
+        self.progress.write(f"{self.spec.name}: {message}", file=sys.stderr)

@@ -1,0 +1,162 @@
+"""`bcd bench`: the quick mode end to end as a real subprocess, and its measuring parts.
+
+Only structure and sanity are asserted (every figure present and positive): timings
+depend on the machine and are never asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import REPO, python_module_cmd
+
+from bcd.bench.processes import CommandFailed, run_measured
+from bcd.bench.report import _gpu_lines, format_report
+
+STAGES = ("crop", "extract_centers", "generate_heatmaps", "classify")
+REPORT_STAGES = ("visualize", "summary")
+
+
+def test_peak_rss_is_the_commands_own(tmp_path):
+    # 200 MB of ones, allocated by a child of this (torch-loaded) test process.
+    allocate = "import numpy as np; a = np.ones(25_000_000); a += 1"
+    big = run_measured([sys.executable, "-c", allocate], tmp_path / "log")
+    small = run_measured([sys.executable, "-c", "pass"], tmp_path / "log")
+    assert 190 < big.peak_rss_mib - small.peak_rss_mib < 260
+    assert small.peak_rss_mib < 100  # not this process's own peak
+    assert big.seconds > 0 and small.seconds > 0
+
+
+def test_failed_command_names_its_log(tmp_path):
+    with pytest.raises(CommandFailed, match="exit 3"):
+        run_measured([sys.executable, "-c", "import sys; sys.exit(3)"], tmp_path / "log")
+    assert "sys.exit(3)" in (tmp_path / "log").read_text()
+
+
+def test_reference_must_be_a_checkout(tmp_path):
+    done = subprocess.run(
+        python_module_cmd("bcd.cli", "bench", "--quick", "--reference", str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1
+    assert "not a breast_cancer_classifier checkout" in done.stderr
+
+
+def _positive(row: dict, *keys: str) -> None:
+    for key in keys:
+        assert row[key] > 0, (key, row)
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, Path]:
+    root = tmp_path_factory.mktemp("bench")
+    result_file = root / "bench.json"
+    done = subprocess.run(
+        python_module_cmd(
+            "bcd.cli", "bench", "--quick", "--json", str(result_file), "--work", str(root / "w")
+        ),
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(result_file.read_text()), done.stdout, root / "w"
+
+
+def test_quick_bench_measures_every_stage(quick):
+    result, _, _ = quick
+    assert result["mode"] == "quick" and result["complete"] is True
+    assert result["machine"]["cores"] >= 1 and result["machine"]["threads"] >= 1
+    assert result["settings"]["images"] == 4
+    assert result["peak_gflops"]["fp32"] > 0
+    assert list(result["stages"]) == [*STAGES, *REPORT_STAGES]
+    for row in result["stages"].values():
+        _positive(row, "seconds", "images_per_s", "peak_rss_mib")
+        assert row["spec_memory"]  # the committed spec's request, shown beside it
+    heatmaps = result["stages"]["generate_heatmaps"]
+    _positive(heatmaps, "patches", "patches_scored", "patches_per_s", "gflops_effective")
+    assert heatmaps["patches"] == heatmaps["patches_scored"] + heatmaps["background_skipped"]
+    _positive(result["end_to_end"], "seconds", "peak_rss_mib")
+    total = sum(result["stages"][name]["seconds"] for name in STAGES)
+    assert result["end_to_end"]["seconds"] == pytest.approx(total)
+
+
+def test_quick_bench_measures_the_network_against_the_peak(quick):
+    network = quick[0]["network"]
+    # DenseNet-121 at 256 x 256: ~7.4 GFLOP (2 per multiply-add), far from 1 or 100.
+    assert 5 < network["gflop_per_patch"] < 10
+    exact = network["throughput"]["fp32 (exact, the default)"]
+    _positive(exact, "patches_per_s", "gflops", "of_peak")
+
+
+def test_quick_bench_runs_the_fast_mode_and_measures_its_deviation(quick):
+    fast = quick[0]["fast"]
+    assert fast["requested"] == "bf16"
+    if fast["used"] == "fp32":
+        assert fast["note"]  # a machine without bf16 says so instead of pretending
+        return
+    for row in fast["stages"].values():
+        _positive(row, "seconds", "peak_rss_mib")
+    deviation = fast["deviation"]
+    assert 0 < deviation["heatmap_max_abs"] < 2e-2
+    assert 0 < deviation["heatmap_mean_abs"] <= deviation["heatmap_max_abs"]
+    assert deviation["prediction_max_abs"] < 2e-2
+
+
+def test_quick_bench_scales_through_bcd_run(quick):
+    scaling = quick[0]["scaling"]
+    plan = [(run["exams"], run["workers"]) for run in scaling["runs"]]
+    assert plan == [(1, 1), (2, 1), (2, 2)]
+    for run in scaling["runs"]:
+        _positive(run, "seconds", "seconds_per_exam")
+        assert run["seconds_per_exam"] == pytest.approx(run["seconds"] / run["exams"])
+        assert {"crop", "generate_heatmaps", "classify"} <= run["pipeline_seconds"].keys()
+
+
+def test_quick_bench_prints_a_table(quick):
+    result, stdout, _ = quick
+    for stage in STAGES:
+        assert stage in stdout
+    assert result["machine"]["cpu"] in stdout
+    assert "fast mode" in stdout and "bcd run" in stdout
+
+
+def test_gpu_figures_are_printed_beside_the_cpu_run():
+    deviation = {"exam": "e1", "heatmap_max_abs": 4.8e-7, "heatmap_mean_abs": 3.9e-8}
+    result = {
+        "mode": "full",
+        "machine": {"cpu": "cpu", "cores": 2, "threads": 2, "torch": "t", "date": "d"},
+        "settings": {"exam": "e1", "images": 4, "epochs": 10, "weights": "w"},
+        "gpu": {
+            "name": "Some GPU",
+            "stages": {
+                "generate_heatmaps fp32": {
+                    "seconds": 15.0,
+                    "peak_rss_mib": 1000,
+                    "patches_per_s": 200,
+                },
+                "classify fp32": {"seconds": 12.0, "peak_rss_mib": 1500},
+            },
+            "deviation_from_cpu": {**deviation, "prediction_max_abs": 5.7e-8},
+            "fast": {
+                "stages": {"generate_heatmaps": {"seconds": 10.0, "peak_rss_mib": 1100}},
+                "deviation": {**deviation, "prediction_max_abs": 1.6e-3},
+            },
+        },
+    }
+    cpu = {"generate_heatmaps": {"seconds": 60.0}, "classify": {"seconds": 24.0}}
+    lines = _gpu_lines(result["gpu"], cpu)
+    assert "GPU Some GPU" in lines[1]
+    assert "200.0 patches/s; vs CPU exact 4.00x" in lines[2]
+    assert "vs CPU exact 2.00x" in lines[3]
+    assert "generate_heatmaps bf16" in lines[4] and "6.00x" in lines[4]
+    assert "the CPU run (fp32) on e1: heatmaps max 4.80e-07" in lines[5]
+    assert "predictions max 1.60e-03" in lines[6]
+    assert "GPU Some GPU" in format_report(result)
