@@ -1,14 +1,19 @@
 # The Pachyderm bundle: images, pipeline specs, deployment (included from Makefile).
 #
 #   make build-images [REGISTRY=... TAG=...]   docker build every stage's target
-#   make push-images  [REGISTRY=... TAG=...]   docker push them
+#   make push-images  [REGISTRY=... TAG=...]   docker push them (not a -dirty tag
+#                                              unless ALLOW_DIRTY=1)
 #   make deploy [VARIANT=cpu|single-stage|pachyderm-1.x] [REGISTRY=... TAG=...]
-#                                              create repos, then pipelines in DAG order
+#               [GPU_TOLERATIONS=key[=value]:Effect,...] [GPU_NODE_SELECTOR=k=v,...]
+#               [REPROCESS=1]                  check pachd, create repos, then pipelines
+#                                              in DAG order
 #   make update-pipelines [VARIANT=...]        the same with `pachctl update pipeline`
 #   make put-sample / make put-models          upload sample_data/ and models/
 #
-# Image names, the registry and tag defaults live in scripts/render_pipelines.py; the
-# specs deployed are rendered from it with this REGISTRY and TAG into build/pipelines/.
+# Image names and the registry default live in scripts/render_pipelines.py; TAG defaults
+# to the commit (git describe --always --dirty), so a rebuilt image never reuses a tag
+# that nodes have already pulled. The specs deployed are rendered with this REGISTRY and
+# TAG into build/pipelines/.
 
 BUNDLE_PYTHON ?= python3
 DOCKER ?= docker
@@ -17,6 +22,10 @@ RENDER := $(BUNDLE_PYTHON) scripts/render_pipelines.py
 REGISTRY ?= $(shell $(RENDER) --default registry)
 TAG ?= $(shell $(RENDER) --default tag)
 VARIANT ?=
+GPU_TOLERATIONS ?=
+GPU_NODE_SELECTOR ?=
+REPROCESS ?=
+ALLOW_DIRTY ?=
 BUNDLE_SPECS ?= build/pipelines
 SPEC_DIR := $(BUNDLE_SPECS)/$(VARIANT)
 
@@ -42,12 +51,20 @@ build-images:
 
 push-images:
 	@$(NEED_DOCKER)
+	@case "$(TAG)" in *-dirty) [ "$(ALLOW_DIRTY)" = 1 ] || { \
+		echo "$@: TAG $(TAG) is built from uncommitted changes: commit first, or push it" \
+		"anyway with ALLOW_DIRTY=1" >&2; exit 1; } ;; esac
 	@$(IMAGES); echo "$$images" | while read -r target image; do \
 		echo "$(DOCKER) push $$image"; \
 		$(DOCKER) push $$image || exit 1; \
 	done
 
-RENDER_BUNDLE = rm -rf $(BUNDLE_SPECS) && $(RENDER) --out $(BUNDLE_SPECS) --registry $(REGISTRY) --tag $(TAG)
+RENDER_BUNDLE = rm -rf $(BUNDLE_SPECS) && $(RENDER) --out $(BUNDLE_SPECS) --registry $(REGISTRY) \
+	--tag $(TAG) --gpu-tolerations "$(GPU_TOLERATIONS)" --gpu-node-selector "$(GPU_NODE_SELECTOR)"
+DEPLOY_PLAN = $(BUNDLE_PYTHON) scripts/deploy.py --plan $(SPEC_DIR) \
+	--pachctl-version $(BUNDLE_SPECS)/.pachctl-version \
+	--pachctl-pipelines $(BUNDLE_SPECS)/.pachctl-pipelines \
+	$(if $(filter update,$(PIPELINE_VERB)),--update) $(if $(REPROCESS),--reprocess)
 
 render-bundle:
 	@$(RENDER_BUNDLE)
@@ -57,12 +74,15 @@ update-pipelines: PIPELINE_VERB = update
 deploy update-pipelines:
 	@$(NEED_CLUSTER)
 	@$(RENDER_BUNDLE)
-	@for repo in $$($(RENDER) --source-repos); do \
+	@$(PACHCTL) version > $(BUNDLE_SPECS)/.pachctl-version
+	@$(PACHCTL) list pipeline --raw > $(BUNDLE_SPECS)/.pachctl-pipelines
+	@plan=$$($(DEPLOY_PLAN)) || exit 1; \
+	for repo in $$($(RENDER) --source-repos); do \
 		$(PACHCTL) inspect repo $$repo >/dev/null 2>&1 || $(PACHCTL) create repo $$repo || exit 1; \
-	done
-	@for spec in $$($(BUNDLE_PYTHON) scripts/deploy.py --order $(SPEC_DIR)); do \
-		echo "$(PACHCTL) $(PIPELINE_VERB) pipeline -f $$spec"; \
-		$(PACHCTL) $(PIPELINE_VERB) pipeline -f $$spec || exit 1; \
+	done; \
+	echo "$$plan" | while read -r call; do \
+		echo "$(PACHCTL) $$call"; \
+		$(PACHCTL) $$call || exit 1; \
 	done
 
 put-sample:

@@ -7,7 +7,10 @@ The JSON under pipelines/ is generated: edit the table, then run this script.
     python scripts/render_pipelines.py --out DIR --registry R --tag T
                                                        render for another registry/tag
     python scripts/render_pipelines.py --images        "<docker target> <image>" lines
-    python scripts/render_pipelines.py --default tag   a default, for bundle.mk
+    python scripts/render_pipelines.py --default tag   the tag images get: the commit
+                                                       (git describe), for bundle.mk
+    python scripts/render_pipelines.py --gpu-tolerations nvidia.com/gpu:NoSchedule \
+        --gpu-node-selector pool=gpu                   GPU pipelines on a tainted pool
     python scripts/render_pipelines.py --source-repos  the input repos to create, for bundle.mk
 
 Variants (one folder each, one file per pipeline):
@@ -24,7 +27,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
+import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 PIPELINES_DIR = REPO / "pipelines"
 sys.path.insert(0, str(REPO))  # stages.table is standard library only: no install needed
 
+from stages import __version__  # noqa: E402
 from stages.table import (  # noqa: E402
     ALL_STAGES,
     DAG,
@@ -46,11 +53,94 @@ from stages.table import (  # noqa: E402
 )
 
 DEFAULT_REGISTRY = "docker.io/breastcancerpachyderm"
-DEFAULT_TAG = "0.1.0"
+# The committed specs carry the project version; images built and deployed are tagged by
+# commit (build_tag), since workers pull IfNotPresent and would keep a rebuilt image's
+# old code under an unchanged tag.
+DEFAULT_TAG = __version__
+# The images' non-root user (docker/Dockerfile's USER): Pachyderm runs the pod as it.
+IMAGE_UID = "10001"
 
 VARIANTS = ("", "cpu", "single-stage", "pachyderm-1.x")  # "" is the default, pipelines/ itself
 GPU = {"type": "nvidia.com/gpu", "number": 1}
 DATUM_TRIES = 3
+
+
+# Kubernetes' spelling of a taint effect -> Pachyderm's enum name.
+TAINT_EFFECTS = {
+    "NoSchedule": "NO_SCHEDULE",
+    "PreferNoSchedule": "PREFER_NO_SCHEDULE",
+    "NoExecute": "NO_EXECUTE",
+}
+TOLERATION = re.compile(r"(?P<key>[^=:,\s]+)(?:=(?P<value>[^=:,\s]*))?:(?P<effect>\w+)")
+LABEL = re.compile(r"(?P<key>[^=,\s]+)=(?P<value>[^=,\s]*)")
+
+
+class RenderError(ValueError):
+    """A rendering option that cannot be turned into a valid spec; says how to write it."""
+
+
+@dataclass(frozen=True)
+class GpuPlacement:
+    """Where the GPU pipelines may run: tolerations of tainted nodes, a node selector."""
+
+    tolerations: tuple[dict[str, str], ...] = ()
+    node_selector: dict[str, str] = field(default_factory=dict)
+
+
+def parse_tolerations(text: str) -> tuple[dict[str, str], ...]:
+    """`key[=value]:Effect,...` as Pachyderm tolerations: no value means EXISTS."""
+    tolerations = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        match = TOLERATION.fullmatch(item)
+        if match is None or match["effect"] not in TAINT_EFFECTS:
+            raise RenderError(
+                f"GPU_TOLERATIONS: {item!r} is not key[=value]:Effect with Effect one of "
+                f"{', '.join(TAINT_EFFECTS)} (e.g. nvidia.com/gpu:NoSchedule)"
+            )
+        toleration = {"key": match["key"], "operator": "EXISTS"}
+        if match["value"] is not None:
+            toleration = {"key": match["key"], "operator": "EQUAL", "value": match["value"]}
+        tolerations.append({**toleration, "effect": TAINT_EFFECTS[match["effect"]]})
+    return tuple(tolerations)
+
+
+def parse_node_selector(text: str) -> dict[str, str]:
+    """`key=value,...` as a node selector."""
+    selector = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        match = LABEL.fullmatch(item)
+        if match is None:
+            raise RenderError(
+                f"GPU_NODE_SELECTOR: {item!r} is not key=value (e.g. cloud.google.com/"
+                "gke-accelerator=nvidia-h100-80gb)"
+            )
+        selector[match["key"]] = match["value"]
+    return selector
+
+
+def build_tag() -> str:
+    """The tag for images built from this checkout: `git describe --always --dirty`.
+
+    Outside a git checkout, the project version, with a warning: a rebuild then reuses
+    the tag, and nodes that already pulled it keep running the old code.
+    """
+    try:
+        described = subprocess.run(
+            ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        described = ""
+    if described:
+        return described
+    print(
+        f"warning: not a git checkout: images tagged {__version__}; pass TAG=... so that a "
+        "rebuilt image gets a new tag (workers pull IfNotPresent)",
+        file=sys.stderr,
+    )
+    return __version__
 
 
 def pfs(repo: str, glob: str, join_on: str | None = None) -> dict[str, Any]:
@@ -89,13 +179,21 @@ def transform_env(stage: Stage, device: str) -> dict[str, str]:
     return {"BCD_DEVICE": device, "BCD_TORCH_THREADS": threads, **stage.env}
 
 
-def spec_v2(stage: Stage, registry: str, tag: str, *, gpu: bool) -> dict[str, Any]:
+def spec_v2(
+    stage: Stage,
+    registry: str,
+    tag: str,
+    *,
+    gpu: bool,
+    placement: GpuPlacement | None = None,
+) -> dict[str, Any]:
     """A Pachyderm 2.x CreatePipelineRequest, snake_case keys."""
     resources = stage.resources
     on_gpu = gpu and stage.torch
     transform: dict[str, Any] = {
         "image": image_ref(stage.image, registry, tag),
         "cmd": list(stage.command),
+        "user": IMAGE_UID,
     }
     env = transform_env(stage, "auto" if gpu else "cpu")
     if env:
@@ -113,29 +211,46 @@ def spec_v2(stage: Stage, registry: str, tag: str, *, gpu: bool) -> dict[str, An
     timeout = resources.timeout_gpu_s if on_gpu else resources.timeout_cpu_s
     spec["datum_timeout"] = f"{timeout}s"
     spec["datum_tries"] = DATUM_TRIES
-    if stage.torch:
-        # Idle torch pipelines scale to zero workers and so hold no GPU or memory.
-        spec["autoscaling"] = True
+    if on_gpu and placement is not None:
+        if placement.tolerations:
+            spec["tolerations"] = [dict(t) for t in placement.tolerations]
+        if placement.node_selector:
+            spec["scheduling_spec"] = {"node_selector": dict(placement.node_selector)}
+    # Idle pipelines scale to zero workers and so hold no GPU or memory requests; the
+    # cost is a pod start (seconds) when new data arrives, small beside a datum.
+    spec["autoscaling"] = True
     return spec
 
 
 def spec_v1(spec: dict[str, Any]) -> dict[str, Any]:
-    """The 2.x spec in Pachyderm 1.x terms: `standby` where 2.x has `autoscaling`."""
-    converted = {key: value for key, value in spec.items() if key != "autoscaling"}
+    """The 2.x spec in Pachyderm 1.x terms: `standby` where 2.x has `autoscaling`.
+
+    1.x has no `tolerations` field (a node selector it has): on a tainted 1.x pool add
+    them through `pod_patch` by hand.
+    """
+    converted = {
+        key: value for key, value in spec.items() if key not in ("autoscaling", "tolerations")
+    }
     if spec.get("autoscaling"):
         converted["standby"] = True
     return converted
 
 
-def render_all(registry: str = DEFAULT_REGISTRY, tag: str = DEFAULT_TAG) -> dict[str, str]:
+def render_all(
+    registry: str = DEFAULT_REGISTRY,
+    tag: str = DEFAULT_TAG,
+    placement: GpuPlacement | None = None,
+) -> dict[str, str]:
     """Every spec file's path (relative to pipelines/) mapped to its JSON text."""
     specs: dict[str, dict[str, Any]] = {}
     for stage in DAG:
-        default = spec_v2(stage, registry, tag, gpu=True)
+        default = spec_v2(stage, registry, tag, gpu=True, placement=placement)
         specs[f"{stage.name}.json"] = default
         specs[f"cpu/{stage.name}.json"] = spec_v2(stage, registry, tag, gpu=False)
         specs[f"pachyderm-1.x/{stage.name}.json"] = spec_v1(default)
-    specs[f"single-stage/{SINGLE_STAGE.name}.json"] = spec_v2(SINGLE_STAGE, registry, tag, gpu=True)
+    specs[f"single-stage/{SINGLE_STAGE.name}.json"] = spec_v2(
+        SINGLE_STAGE, registry, tag, gpu=True, placement=placement
+    )
     return {path: json.dumps(spec, indent=2) + "\n" for path, spec in specs.items()}
 
 
@@ -174,6 +289,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=PIPELINES_DIR, help="default: pipelines/")
     parser.add_argument("--registry", default=DEFAULT_REGISTRY)
     parser.add_argument("--tag", default=DEFAULT_TAG)
+    parser.add_argument(
+        "--gpu-tolerations",
+        default="",
+        metavar="KEY[=VALUE]:EFFECT,...",
+        help="tolerations of the GPU pipelines, e.g. nvidia.com/gpu:NoSchedule",
+    )
+    parser.add_argument(
+        "--gpu-node-selector",
+        default="",
+        metavar="KEY=VALUE,...",
+        help="node labels the GPU pipelines' pods must match",
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true", help="exit 1 if --out is not current")
     mode.add_argument("--images", action="store_true", help="print '<target> <image>' lines")
@@ -182,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.default:
-        print(DEFAULT_REGISTRY if args.default == "registry" else DEFAULT_TAG)
+        print(DEFAULT_REGISTRY if args.default == "registry" else build_tag())
         return 0
     if args.source_repos:
         print(" ".join(SOURCE_REPOS))
@@ -191,7 +318,14 @@ def main(argv: list[str] | None = None) -> int:
         for target in image_targets():
             print(target, image_ref(target, args.registry, args.tag))
         return 0
-    rendered = render_all(args.registry, args.tag)
+    try:
+        placement = GpuPlacement(
+            parse_tolerations(args.gpu_tolerations), parse_node_selector(args.gpu_node_selector)
+        )
+    except RenderError as error:
+        print(f"render_pipelines: {error}", file=sys.stderr)
+        return 2
+    rendered = render_all(args.registry, args.tag, placement)
     if args.check:
         stale = stale_files(args.out, rendered)
         for path in stale:

@@ -224,7 +224,7 @@ def test_v1_specs_are_the_default_dag_with_standby():
     default, v1 = by_name(PIPELINES), by_name(V1_DIR)
     for name, spec in v1.items():
         assert "autoscaling" not in spec, name  # standby: understood by every 1.x since 1.7.1
-        assert spec.get("standby", False) == (name in GPU_PIPELINES), name
+        assert spec["standby"] is True, name
         expected = {k: v for k, v in default[name].items() if k != "autoscaling"}
         assert {k: v for k, v in spec.items() if k != "standby"} == expected, name
 
@@ -295,17 +295,25 @@ def test_single_stage_runs_every_stage_on_one_exam_per_datum():
 # ---- resources, retries, options
 
 
-def test_gpu_stages_have_gpu_limit_and_autoscaling_cpu_stages_neither():
+def test_gpu_stages_have_gpu_limit_and_every_pipeline_autoscales():
     for name, spec in by_name(PIPELINES).items():
         gpu = spec.get("resource_limits", {}).get("gpu")
+        assert spec["autoscaling"] is True, name
         if name in GPU_PIPELINES:
             assert gpu == GPU_LIMIT, name
-            assert spec["autoscaling"] is True, name
             assert spec["transform"]["env"]["BCD_DEVICE"] == "auto", name
         else:
             assert gpu is None, name
-            assert "autoscaling" not in spec, name
             assert "BCD_DEVICE" not in spec["transform"].get("env", {}), name
+
+
+@pytest.mark.parametrize("path", V2_SPECS + V1_SPECS, ids=rel)
+def test_pods_run_as_the_images_user(path):
+    dockerfile = (REPO / "docker" / "Dockerfile").read_text()
+    image_users = {
+        line.split()[1].split(":")[0] for line in re.findall(r"^USER .+$", dockerfile, re.M)
+    }
+    assert image_users == {load(path)["transform"]["user"]} == {"10001"}
 
 
 def test_cpu_variant_asks_for_no_gpu():
@@ -481,17 +489,29 @@ def test_make_deploy_needs_a_reachable_cluster(tmp_path):
     assert not (tmp_path / "specs").exists()  # checked before anything else
 
 
+def fake_pachctl(tmp_path: Path, pachd: str = "2.12.2", pipelines: str = "") -> Path:
+    """pachctl cannot be installed here: a stand-in that records its argv in `calls`,
+    reports `pachd` as the cluster's version, lists `pipelines` (raw JSON) as existing,
+    and has no repos (`inspect repo` fails)."""
+    (tmp_path / "pipelines.json").write_text(pipelines)
+    pachctl = tmp_path / "pachctl"
+    pachctl.write_text(
+        f'#!/bin/sh\necho "$*" >> {tmp_path}/calls\n'
+        'case "$1 $2" in\n'
+        '  "inspect repo") exit 1 ;;\n'
+        f'  "version ") printf "COMPONENT  VERSION\\npachctl  2.12.2\\npachd  {pachd}\\n" ;;\n'
+        f'  "list pipeline") cat {tmp_path}/pipelines.json ;;\n'
+        "esac\nexit 0\n"
+    )
+    pachctl.chmod(0o755)
+    return pachctl
+
+
 @needs_make
 @pytest.mark.parametrize("variant", ["", "cpu", "single-stage", "pachyderm-1.x"])
 def test_make_deploy_creates_repos_then_pipelines_in_dag_order(tmp_path, variant):
-    # pachctl cannot be installed here: a stand-in records its argv; `version` succeeds
-    # (a cluster answers) and `inspect repo` fails (the repos are new).
+    pachctl = fake_pachctl(tmp_path, "1.13.4" if variant == "pachyderm-1.x" else "2.12.2")
     log = tmp_path / "calls"
-    pachctl = tmp_path / "pachctl"
-    pachctl.write_text(
-        f'#!/bin/sh\necho "$*" >> {log}\n[ "$1 $2" = "inspect repo" ] && exit 1\nexit 0\n'
-    )
-    pachctl.chmod(0o755)
     specs = tmp_path / "specs"
     result = run_make(
         "deploy", f"PACHCTL={pachctl}", f"BUNDLE_SPECS={specs}", f"VARIANT={variant}",
@@ -517,16 +537,25 @@ def test_make_deploy_creates_repos_then_pipelines_in_dag_order(tmp_path, variant
 
 
 class FakePachd:
-    """A stand-in pachd on loopback, since a real one cannot run here: the four gRPC
-    methods deploy.py calls, on the real wire protocol with pachyderm_sdk's messages."""
+    """A stand-in pachd on loopback, since a real one cannot run here: the gRPC methods
+    deploy.py calls, on the real wire protocol with pachyderm_sdk's messages."""
 
-    def __init__(self, existing_repos: set[str], refuse_pipelines: bool = False):
+    def __init__(
+        self,
+        existing_repos: set[str],
+        refuse_pipelines: bool = False,
+        version: tuple[int, int, int] = (2, 12, 2),
+        pipelines: dict[str, list[str]] | None = None,
+    ):
         import grpc
         from betterproto.lib.google.protobuf import Empty
-        from pachyderm_sdk.api import pfs, pps, version
+        from pachyderm_sdk.api import pfs, pps
+        from pachyderm_sdk.api import version as version_pb
 
         self.created_repos: list[str] = []
         self.pipelines: list[tuple[dict[str, Any], bool]] = []
+        self.reprocessed: list[str] = []
+        existing_pipelines = pipelines or {}
 
         def inspect_repo(request, context):
             if request.repo.name not in existing_repos:
@@ -540,10 +569,18 @@ class FakePachd:
         def create_pipeline(request, context):
             if refuse_pipelines:
                 context.abort(grpc.StatusCode.ALREADY_EXISTS, "pipeline already exists")
-            self.pipelines.append(
-                (json.loads(request.create_pipeline_request_json), request.update)
-            )
+            spec = json.loads(request.create_pipeline_request_json)
+            self.pipelines.append((spec, request.update))
+            if request.reprocess:
+                self.reprocessed.append(spec["pipeline"]["name"])
             return pps.CreatePipelineV2Response()
+
+        def list_pipeline(request, context):
+            for name, cmd in existing_pipelines.items():
+                yield pps.PipelineInfo(
+                    pipeline=pps.Pipeline(name=name),
+                    details=pps.PipelineInfoDetails(transform=pps.Transform(cmd=cmd)),
+                )
 
         def unary(function, request_type, response_type):
             return grpc.unary_unary_rpc_method_handler(
@@ -552,10 +589,10 @@ class FakePachd:
                 response_serializer=response_type.SerializeToString,
             )
 
-        version_info = version.Version(major=2, minor=12, micro=2)
+        version_info = version_pb.Version(major=version[0], minor=version[1], micro=version[2])
         services = {
             "versionpb_v2.API": {
-                "GetVersion": unary(lambda r, c: version_info, Empty, version.Version)
+                "GetVersion": unary(lambda r, c: version_info, Empty, version_pb.Version)
             },
             "pfs_v2.API": {
                 "InspectRepo": unary(inspect_repo, pfs.InspectRepoRequest, pfs.RepoInfo),
@@ -564,7 +601,12 @@ class FakePachd:
             "pps_v2.API": {
                 "CreatePipelineV2": unary(
                     create_pipeline, pps.CreatePipelineV2Request, pps.CreatePipelineV2Response
-                )
+                ),
+                "ListPipeline": grpc.unary_stream_rpc_method_handler(
+                    list_pipeline,
+                    request_deserializer=pps.ListPipelineRequest.FromString,
+                    response_serializer=pps.PipelineInfo.SerializeToString,
+                ),
             },
         }
         self.server = grpc.server(ThreadPoolExecutor(max_workers=2))
@@ -585,8 +627,10 @@ class FakePachd:
 @needs_sdk
 @pytest.mark.parametrize("update", [False, True])
 def test_deploy_creates_missing_repos_then_pipelines_in_dag_order(update):
-    with FakePachd(existing_repos={"models"}) as pachd:
-        flags = ["--variant", "cpu", "--project", "bcd", *(["--update"] if update else [])]
+    ours = {name: ["python3", "-m", f"stages.{name}"] for name in DAG_PIPELINES}
+    with FakePachd(existing_repos={"models"}, pipelines=ours if update else {}) as pachd:
+        flags = ["--variant", "cpu", "--project", "bcd", "--tag", "0.1.0"]
+        flags += ["--update"] if update else []
         result = run_deploy("--address", f"127.0.0.1:{pachd.port}", "--timeout", "5", *flags)
     assert result.returncode == 0, result.stderr
     assert "connected to pachd 2.12.2" in result.stdout
@@ -610,3 +654,220 @@ def test_deploy_reports_what_pachd_refused():
     assert result.returncode == 1
     assert "crop.json: pipeline already exists (pass --update" in result.stderr
     assert pachd.created_repos == []
+
+
+EXAMPLE_CMD = ["python3", "/crop.py"]  # stands in for Pachyderm's own example pipelines
+
+
+def deploy_to(pachd: FakePachd, *flags: str) -> subprocess.CompletedProcess[str]:
+    return run_deploy("--address", f"127.0.0.1:{pachd.port}", "--timeout", "5", *flags)
+
+
+@needs_sdk
+@pytest.mark.parametrize(
+    ("version", "flags", "message"),
+    [
+        ((2, 7, 3), [], "pachd 2.7.3 found; scripts/deploy.py creates pipelines with "
+         "CreatePipelineV2, which needs pachd 2.8 or later"),
+        ((1, 13, 4), [], "pachd 1.13.4 found, but these specs are for Pachyderm 2.x"),
+    ],
+)  # fmt: skip
+def test_deploy_refuses_a_pachd_too_old_for_what_it_uses(version, flags, message):
+    with FakePachd(existing_repos=set(), version=version) as pachd:
+        result = deploy_to(pachd, *flags)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert pachd.created_repos == [] and pachd.pipelines == []
+
+
+@needs_sdk
+def test_deploy_stops_at_the_examples_pipelines_and_replaces_them_on_request():
+    existing = {"crop": EXAMPLE_CMD, "extract_centers": ["python3", "/centers.py"]}
+    with FakePachd(existing_repos=set(), pipelines=existing) as pachd:
+        refused = deploy_to(pachd, "--update")
+    assert refused.returncode == 1
+    assert "not this bundle's exist: crop (cmd python3 /crop.py), extract_centers" in (
+        refused.stderr
+    )
+    assert "REPROCESS=1" in refused.stderr and "pachctl delete pipeline" in refused.stderr
+    assert pachd.created_repos == [] and pachd.pipelines == []
+    with FakePachd(existing_repos=set(), pipelines=existing) as pachd:
+        replaced = deploy_to(pachd, "--reprocess")
+    assert replaced.returncode == 0, replaced.stderr
+    assert pachd.reprocessed == ["crop", "extract_centers"]
+    assert {spec["pipeline"]["name"]: update for spec, update in pachd.pipelines} == {
+        **dict.fromkeys(DAG_PIPELINES, False),
+        "crop": True,
+        "extract_centers": True,
+    }
+
+
+@needs_sdk
+def test_deploy_updates_our_own_pipelines_in_place():
+    ours = {"crop": ["python3", "-m", "stages.crop"]}
+    with FakePachd(existing_repos={"sample_data", "models"}, pipelines=ours) as pachd:
+        result = deploy_to(pachd, "--update")
+    assert result.returncode == 0, result.stderr
+    assert pachd.reprocessed == []
+    assert {spec["pipeline"]["name"]: update for spec, update in pachd.pipelines} == {
+        **dict.fromkeys(DAG_PIPELINES, False),
+        "crop": True,
+    }
+
+
+@needs_sdk
+@needs_make
+def test_deploy_py_sends_the_specs_make_deploy_renders(tmp_path):
+    placement = ["GPU_TOLERATIONS=nvidia.com/gpu:NoSchedule", "GPU_NODE_SELECTOR=pool=gpu"]
+    made = run_make(
+        "render-bundle",
+        "REGISTRY=r.example/me",
+        "TAG=abc123",
+        f"BUNDLE_SPECS={tmp_path}",
+        *placement,
+    )
+    assert made.returncode == 0, made.stderr
+    with FakePachd(existing_repos=set()) as pachd:
+        result = deploy_to(
+            pachd, "--registry", "r.example/me", "--tag", "abc123",
+            "--gpu-tolerations", "nvidia.com/gpu:NoSchedule", "--gpu-node-selector", "pool=gpu",
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    sent = {spec["pipeline"]["name"]: spec for spec, _ in pachd.pipelines}
+    rendered = by_name(tmp_path)
+    assert sent.keys() == rendered.keys()
+    for name, spec in rendered.items():
+        assert sent[name] == {**spec, "pipeline": {"name": name, "project": {"name": "default"}}}
+    assert sent["classify"]["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "EXISTS", "effect": "NO_SCHEDULE"}
+    ]
+
+
+def test_tolerations_and_node_selector_render_valid_on_the_gpu_pipelines_only(validator, tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable, str(RENDER), "--out", str(tmp_path),
+            "--gpu-tolerations", "nvidia.com/gpu:NoSchedule, dedicated=ml:NoExecute",
+            "--gpu-node-selector", "cloud.google.com/gke-accelerator=nvidia-h100-80gb,pool=gpu",
+        ],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    tolerations = [
+        {"key": "nvidia.com/gpu", "operator": "EXISTS", "effect": "NO_SCHEDULE"},
+        {"key": "dedicated", "operator": "EQUAL", "value": "ml", "effect": "NO_EXECUTE"},
+    ]
+    selector = {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb", "pool": "gpu"}
+    for folder in ("", "cpu", "single-stage"):
+        for name, spec in by_name(tmp_path / folder).items():
+            assert schema_errors(validator, spec) == [], (folder, name)
+            on_gpu = "gpu" in spec.get("resource_limits", {})
+            assert spec.get("tolerations") == (tolerations if on_gpu else None), (folder, name)
+            node_selector = spec.get("scheduling_spec", {}).get("node_selector")
+            assert node_selector == (selector if on_gpu else None), (folder, name)
+    for spec in by_name(tmp_path / "pachyderm-1.x").values():
+        assert "tolerations" not in spec
+        assert v1_field_errors(spec, V1_FIELDS, "spec") == []
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--gpu-tolerations", "nvidia.com/gpu:NoSchedul", "is not key[=value]:Effect"),
+        ("--gpu-tolerations", "nvidia.com/gpu", "is not key[=value]:Effect"),
+        ("--gpu-node-selector", "pool", "is not key=value"),
+    ],
+)
+def test_a_malformed_placement_is_refused_with_the_syntax(tmp_path, option, value, message):
+    done = subprocess.run(
+        [sys.executable, str(RENDER), "--out", str(tmp_path), option, value],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert message in done.stderr and "e.g." in done.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_the_default_tag_follows_the_commit(tmp_path):
+    described = subprocess.run(
+        ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    tag = subprocess.run(
+        [sys.executable, str(RENDER), "--default", "tag"], capture_output=True, text=True
+    )
+    assert tag.stdout.strip() == described
+    # Outside a git checkout: the project version, with a warning.
+    for folder in ("scripts", "stages"):
+        shutil.copytree(REPO / folder, tmp_path / folder)
+    outside = subprocess.run(
+        [sys.executable, str(tmp_path / "scripts" / "render_pipelines.py"), "--default", "tag"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "GIT_CEILING_DIRECTORIES": str(tmp_path.parent)},
+    )
+    assert outside.stdout.strip() == "0.1.0"
+    assert "not a git checkout" in outside.stderr
+
+
+@needs_make
+def test_push_refuses_a_dirty_tag_unless_asked(tmp_path):
+    docker = tmp_path / "docker"
+    docker.write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/calls\n')
+    docker.chmod(0o755)
+    refused = run_make("push-images", f"DOCKER={docker}", "TAG=abc123-dirty")
+    assert refused.returncode != 0
+    assert "TAG abc123-dirty is built from uncommitted changes" in refused.stderr
+    assert not (tmp_path / "calls").exists()
+    allowed = run_make("push-images", f"DOCKER={docker}", "TAG=abc123-dirty", "ALLOW_DIRTY=1")
+    assert allowed.returncode == 0, allowed.stderr
+    assert (
+        "push docker.io/breastcancerpachyderm/crop:abc123-dirty" in (tmp_path / "calls").read_text()
+    )
+
+
+@needs_make
+@pytest.mark.parametrize(
+    ("variant", "pachd", "message"),
+    [
+        ("", "1.13.4", "pachd 1.13.4 found, but these specs are for Pachyderm 2.x"),
+        ("pachyderm-1.x", "2.12.2", "pachd 2.12.2 found, but these are the Pachyderm 1.x specs"),
+    ],
+)
+def test_make_deploy_refuses_specs_the_pachd_cannot_run(tmp_path, variant, pachd, message):
+    pachctl = fake_pachctl(tmp_path, pachd)
+    result = run_make(
+        "deploy", f"PACHCTL={pachctl}", f"BUNDLE_SPECS={tmp_path}/specs", f"VARIANT={variant}"
+    )
+    assert result.returncode != 0
+    assert message in result.stderr
+    calls = (tmp_path / "calls").read_text()
+    assert "create" not in calls  # neither repos nor pipelines
+
+
+@needs_make
+def test_make_deploy_stops_at_the_examples_pipelines_and_reprocesses_on_request(tmp_path):
+    example = json.dumps(
+        {"pipeline": {"name": "crop"}, "details": {"transform": {"cmd": EXAMPLE_CMD}}}
+    )
+    ours = json.dumps(
+        {
+            "pipeline": {"name": "summary"},
+            "details": {"transform": {"cmd": ["python3", "-m", "stages.summary"]}},
+        }
+    )
+    pachctl = fake_pachctl(tmp_path, pipelines=f"{example}\n{ours}\n")
+    specs = tmp_path / "specs"
+    refused = run_make("update-pipelines", f"PACHCTL={pachctl}", f"BUNDLE_SPECS={specs}")
+    assert refused.returncode != 0
+    assert "not this bundle's exist: crop (cmd python3 /crop.py)" in refused.stderr
+    assert "create" not in (tmp_path / "calls").read_text()
+    reprocess = run_make(
+        "update-pipelines", f"PACHCTL={pachctl}", f"BUNDLE_SPECS={specs}", "REPROCESS=1"
+    )
+    assert reprocess.returncode == 0, reprocess.stderr
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert f"update pipeline --reprocess -f {specs}/crop.json" in calls
+    assert f"update pipeline --reprocess -f {specs}/summary.json" in calls
+    assert f"create pipeline -f {specs}/classify.json" in calls
