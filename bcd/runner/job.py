@@ -149,7 +149,7 @@ def _run_job(
         repo.remove(datum_id, files)
     summary.deleted = len(vanished)
 
-    slots = plan_slots(ctx.workers, spec.gpus_per_datum, ctx.gpus, ctx.cores)
+    slots = plan_slots(ctx.workers, spec.gpus_per_datum, ctx.gpus, ctx.cores, len(todo))
     job = DatumJob(
         transform=spec.transform,
         tries=spec.datum_tries,
