@@ -6,7 +6,8 @@ The call stays open until the runner answers with the next datum's environment
 (`NextDatumResponse.env`, `KEY=VALUE` strings), or until the runner gives up on the
 command. Served with the message types of the official client (`pachyderm_sdk`), so the
 wire format is the one `Client().worker.next_datum()` speaks; only on 127.0.0.1, on a
-port of its own per command start (`PPS_WORKER_GRPC_PORT`).
+port of its own per command start (`PPS_WORKER_GRPC_PORT`): a call still in flight from
+a command that was just killed can then never be taken for its successor's.
 
 The other methods of the service (Status, Cancel) are for pachd, not for user code, and
 answer UNIMPLEMENTED. Needs `pachyderm-sdk` (and so grpcio), which `run` checks first.
