@@ -16,6 +16,9 @@ order data flows through them:
 - `resources` parallel datums, GPUs per datum, threads per datum.
 - `execute`   one datum: /pfs-shaped scratch folder with linked inputs, env, tries,
               timeouts, err_cmd; commands die with the runner.
+- `worker_api` the Worker gRPC service (NextDatum) that a batching command talks to.
+- `batch`     datum batching: datum sets, one command per set serving datum after datum
+              from a worker's stable pfs root, restarted after a failed attempt.
 - `job`       one pipeline's job: skip / delete / run / record / publish.
 - `lock`      one run per output folder (flock, named holder).
 - `summary`   per-pipeline counts, failed datums, exams with error records.
@@ -27,8 +30,9 @@ command must not write into its inputs); one run is one commit set, so `<name>_C
 PACH_JOB_ID and PACH_OUTPUT_COMMIT_ID are all the run ID; a run cut short (killed, disk
 full) is resumed by the next run rather than failed, so finished datums are not redone;
 outputs of datums whose inputs disappeared are deleted even when the job fails; image,
-working_dir and user are ignored. As on a cluster, changing a spec's image or cmd does
-not make datums change: use `--reprocess`.
+working_dir and user are ignored; under datum batching there is no /pfs/.env (the
+datum's environment is in the NextDatum reply and in $PFS_ROOT/.env). As on a cluster,
+changing a spec's image or cmd does not make datums change: use `--reprocess`.
 
 Test hook: `BCD_RUNNER_TEST_FAULT` (see `outputs`) simulates a full disk, a read-only
 output folder or a kill in the middle of publishing.

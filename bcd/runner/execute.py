@@ -11,7 +11,9 @@ to (Pachyderm uploads the content), empty directories go, every file is fsynced.
 
 Each command runs in its own process group (so a timeout kills all of it) behind a tiny
 launcher that asks Linux to SIGKILL it if the runner dies, so a killed `bcd run` leaves
-no datum running; `kill_leftovers` sweeps up anything those children started.
+no datum running; `kill_leftovers` sweeps up anything those children started. Datums of
+a batching pipeline go through `batch`, which shares the layout, environment, command
+start and output checks defined here.
 """
 
 from __future__ import annotations
@@ -65,11 +67,17 @@ class RunningProcesses:
             self._groups.add(pid)
             stopped = self._stopped
         if stopped:
-            _kill_group(pid)  # started after stop(): it must not run
+            kill_group(pid)  # started after stop(): it must not run
 
     def discard(self, pid: int) -> None:
         with self._lock:
             self._groups.discard(pid)
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the run is being interrupted: nothing more should start."""
+        with self._lock:
+            return self._stopped
 
     def stop(self) -> None:
         """Kill every running command, and any started from now on."""
@@ -77,10 +85,11 @@ class RunningProcesses:
             self._stopped = True
             groups = list(self._groups)
         for group in groups:
-            _kill_group(group)
+            kill_group(group)
 
 
-def _kill_group(group: int) -> None:
+def kill_group(group: int) -> None:
+    """SIGKILL a command's whole process group, if it is still there."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(group, signal.SIGKILL)
 
@@ -117,17 +126,24 @@ class OutputError(Exception):
     """User code left something in /pfs/out that cannot be published."""
 
 
-def datum_env(job: DatumJob, datum: Datum, pfs: Path, extra: Mapping[str, str]) -> dict[str, str]:
-    """The command's environment: job env, Pachyderm's per-datum variables, then overrides."""
+def user_code_env(
+    job: DatumJob, datum: Datum | None, pfs: Path, extra: Mapping[str, str]
+) -> dict[str, str]:
+    """The command's environment: job env, Pachyderm's per-datum variables, then overrides.
+
+    Without a datum it is the environment a batching command starts with (Pachyderm's
+    `UserCodeEnv` without inputs): the datum's variables come with each datum.
+    """
     env = dict(job.env)
-    for item in datum.inputs:
-        env[item.name] = os.path.normpath(os.path.join(pfs, item.name, item.path.lstrip("/")))
-        env[f"{item.name}_COMMIT"] = job.job_id
-        if item.join_on:
-            env[f"PACH_DATUM_{item.name}_JOIN_ON"] = item.join_on
-        if item.group_by:
-            env[f"PACH_DATUM_{item.name}_GROUP_BY"] = item.group_by
-    env["PACH_DATUM_ID"] = datum.id
+    if datum is not None:
+        for item in datum.inputs:
+            env[item.name] = os.path.normpath(os.path.join(pfs, item.name, item.path.lstrip("/")))
+            env[f"{item.name}_COMMIT"] = job.job_id
+            if item.join_on:
+                env[f"PACH_DATUM_{item.name}_JOIN_ON"] = item.join_on
+            if item.group_by:
+                env[f"PACH_DATUM_{item.name}_GROUP_BY"] = item.group_by
+        env["PACH_DATUM_ID"] = datum.id
     env["PACH_JOB_ID"] = job.job_id
     env["PACH_OUTPUT_COMMIT_ID"] = job.job_id
     env["PFS_ROOT"] = str(pfs)
@@ -176,9 +192,9 @@ def run_datum(
             pfs = attempt_dir / "pfs"
             (pfs / "out").mkdir(parents=True)
             link_inputs(pfs, datum)
-            env = datum_env(job, datum, pfs, extra_env or {})
-            _log_line(log, f"attempt {attempt}/{job.tries}: {' '.join(job.transform.cmd)}")
-            reason = _run_command(job.transform.cmd, job.transform.stdin, env, log, job, processes)
+            env = user_code_env(job, datum, pfs, extra_env or {})
+            log_line(log, f"attempt {attempt}/{job.tries}: {' '.join(job.transform.cmd)}")
+            reason = run_command(job.transform.cmd, job.transform.stdin, env, log, job, processes)
             if not reason:
                 try:
                     files = finalize_outputs(pfs / "out")
@@ -194,10 +210,10 @@ def run_datum(
                         seconds=time.monotonic() - start,
                         log=log_path,
                     )
-            _log_line(log, f"attempt {attempt} failed: {reason}")
+            log_line(log, f"attempt {attempt} failed: {reason}")
             if job.transform.err_cmd:
-                _log_line(log, f"err_cmd: {' '.join(job.transform.err_cmd)}")
-                error_reason = _run_command(
+                log_line(log, f"err_cmd: {' '.join(job.transform.err_cmd)}")
+                error_reason = run_command(
                     job.transform.err_cmd, job.transform.err_stdin, env, log, job, processes
                 )
                 recovered = recovered or not error_reason
@@ -209,21 +225,60 @@ def run_datum(
         attempts=attempt,
         seconds=time.monotonic() - start,
         log=log_path,
-        log_tail=_tail(log_path),
+        log_tail=read_tail(log_path),
     )
 
 
-def _log_line(log: BinaryIO, text: str) -> None:
+def log_line(log: BinaryIO, text: str) -> None:
+    """A line of the runner's own in a datum log, between the command's output."""
     log.write(f"=== bcd run: {text}\n".encode())
     log.flush()
 
 
-def _tail(path: Path) -> str:
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+def read_tail(path: Path, start: int = 0) -> str:
+    """The last lines of a log, from byte `start` on."""
+    with open(path, "rb") as log:
+        log.seek(start)
+        lines = log.read().decode("utf-8", errors="replace").splitlines()
     return "\n".join(lines[-_LOG_TAIL_LINES:])
 
 
-def _run_command(
+def start_command(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    log: BinaryIO,
+    processes: RunningProcesses,
+    stdin: bool,
+) -> subprocess.Popen[bytes]:
+    """Start a command in its own process group, dying with the runner, output to `log`.
+
+    `stdin`: whether it gets a pipe (for `transform.stdin`) rather than no input.
+    """
+    process = subprocess.Popen(
+        [sys.executable, "-S", "-c", _LAUNCHER, str(os.getpid()), *argv],
+        stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=dict(env),
+        start_new_session=True,
+    )
+    processes.add(process.pid)
+    return process
+
+
+def stdin_bytes(lines: Sequence[str] | None) -> bytes | None:
+    """`transform.stdin` as Pachyderm feeds it: lines joined by newlines, one at the end."""
+    return None if lines is None else ("\n".join(lines) + "\n").encode()
+
+
+def exit_reason(code: int) -> str:
+    """What an exit status says, for a failure message."""
+    if code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"
+
+
+def run_command(
     argv: Sequence[str],
     stdin_lines: Sequence[str] | None,
     env: Mapping[str, str],
@@ -238,32 +293,22 @@ def _run_command(
         if left <= 0:
             return "job_timeout expired"
         timeout = left if timeout is None else min(timeout, left)
-    stdin_data = None if stdin_lines is None else ("\n".join(stdin_lines) + "\n").encode()
-    process = subprocess.Popen(
-        [sys.executable, "-S", "-c", _LAUNCHER, str(os.getpid()), *argv],
-        stdin=subprocess.DEVNULL if stdin_data is None else subprocess.PIPE,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=dict(env),
-        start_new_session=True,
-    )
-    processes.add(process.pid)
+    stdin_data = stdin_bytes(stdin_lines)
+    process = start_command(argv, env, log, processes, stdin=stdin_data is not None)
     try:
         process.communicate(stdin_data, timeout=timeout)
     except subprocess.TimeoutExpired:
-        _kill_group(process.pid)
+        kill_group(process.pid)
         process.wait()
         return f"timed out after {timeout:g}s (datum_timeout/job_timeout); process group killed"
     finally:
         # Whatever the command left running in the background goes with it.
-        _kill_group(process.pid)
+        kill_group(process.pid)
         processes.discard(process.pid)
     code = process.returncode
     if code == 0 or code in job.transform.accept_return_code:
         return ""
-    if code < 0:
-        return f"killed by {signal.Signals(-code).name}"
-    return f"exit code {code}"
+    return exit_reason(code)
 
 
 def finalize_outputs(out: Path) -> list[str]:

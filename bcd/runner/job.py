@@ -3,11 +3,12 @@
 Plan (Pachyderm's incremental rules): a datum is skipped when its ID and hash match a
 record that was processed by a job that did not fail; every other datum runs. Outputs of
 datums whose inputs disappeared, and old outputs of datums about to run again, are
-deleted first. Datums run in parallel (see `resources`); as each one ends the main thread
-records it and, when it succeeded, checks its paths against the repo (two datums may not
-write the same path) and publishes it. A failed datum fails the job, the other datums
-still run and keep their outputs. Datums run with err_cmd that end RECOVERED publish
-nothing and do not fail the job.
+deleted first. Datums run in parallel (see `resources`), each in a process of its own, or
+under datum batching in datum sets, each set served to one process (see `batch`); as each
+datum ends the main thread records it and, when it succeeded, checks its paths against the
+repo (two datums may not write the same path) and publishes it. A failed datum fails the
+job, the other datums still run and keep their outputs. Datums run with err_cmd that end
+RECOVERED publish nothing and do not fail the job.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Never, TypedDict
@@ -149,7 +151,6 @@ def _run_job(
         repo.remove(datum_id, files)
     summary.deleted = len(vanished)
 
-    slots = plan_slots(ctx.workers, spec.gpus_per_datum, ctx.gpus, ctx.cores)
     job = DatumJob(
         transform=spec.transform,
         tries=spec.datum_tries,
@@ -166,7 +167,7 @@ def _run_job(
     ) as progress:
         progress.update(summary.skipped)
         recorder = _Recorder(spec, hashes, state, repo, ctx, summary, progress)
-        conflict = _run_datums(spec, todo, job, slots, ctx, recorder)
+        conflict = _run_datums(spec, todo, job, ctx, recorder)
     ok = summary.failed == 0 and conflict is None
     if not ok:
         summary.status = FAILURE
@@ -179,40 +180,120 @@ def _failure_reason(summary: JobSummary) -> str:
     return f"{summary.failed} datum(s) failed; first: datum {first.datum}: {first.reason}"
 
 
+# Runs one task (a datum, or a datum set under batching) on a slot, reporting each datum.
+_SlotTask = Callable[[int, list[Datum], Callable[[Datum, DatumResult], None]], None]
+
+
 def _run_datums(
     spec: PipelineSpec,
     todo: list[Datum],
     job: DatumJob,
-    slots: Slots,
     ctx: JobContext,
     record: Callable[[Datum, DatumResult], str | None],
 ) -> str | None:
     """Run `todo` on the slots; `record(datum, result)` runs in this thread as each ends."""
-    free: queue.Queue[tuple[str, ...]] = queue.Queue()
-    for gpu_set in slots.gpu_sets:
-        free.put(gpu_set)
+    if not todo:
+        return None
+    with ExitStack() as stack:
+        if spec.transform.datum_batching:
+            tasks, slots, run_task = _batched(spec, todo, job, ctx, stack)
+        else:
+            tasks = [[datum] for datum in todo]
+            slots = _slots(spec, ctx, len(tasks))
+            run_task = _one_by_one(spec, job, ctx, slots)
+        return _run_tasks(tasks, slots, run_task, ctx, record)
 
-    def task(datum: Datum) -> DatumResult:
-        gpu_set = free.get()
-        try:
-            return run_datum(
+
+def _slots(spec: PipelineSpec, ctx: JobContext, tasks: int) -> Slots:
+    return plan_slots(ctx.workers, spec.gpus_per_datum, ctx.gpus, ctx.cores, tasks)
+
+
+def _one_by_one(spec: PipelineSpec, job: DatumJob, ctx: JobContext, slots: Slots) -> _SlotTask:
+    """Each datum in a process of its own."""
+
+    def run_task(
+        slot: int, datums: list[Datum], report: Callable[[Datum, DatumResult], None]
+    ) -> None:
+        for datum in datums:
+            result = run_datum(
                 job,
                 datum,
                 ctx.scratch / spec.name / datum.id,
                 ctx.logs / spec.name / f"{datum.id}.log",
                 ctx.processes,
-                slot_env(slots, gpu_set),
+                slot_env(slots, slots.gpu_sets[slot]),
             )
+            report(datum, result)
+
+    return run_task
+
+
+def _batched(
+    spec: PipelineSpec, todo: list[Datum], job: DatumJob, ctx: JobContext, stack: ExitStack
+) -> tuple[list[list[Datum]], Slots, _SlotTask]:
+    """Datum sets, each served to one process by a worker that keeps its pfs root."""
+    # Imported only here: it needs pachyderm-sdk, which run_pipelines checked for.
+    from bcd.runner.batch import datum_sets, open_worker, run_datum_set
+
+    sets = datum_sets(todo, spec.datum_set_spec, _slots(spec, ctx, len(todo)).parallel)
+    slots = _slots(spec, ctx, len(sets))
+    scratch = ctx.scratch / spec.name
+    workers = [
+        stack.enter_context(
+            open_worker(
+                scratch / f"worker-{slot}" / "pfs",
+                scratch,
+                slot_env(slots, gpu_set),
+                ctx.logs / spec.name / f"worker-{slot}.log",
+            )
+        )
+        for slot, gpu_set in enumerate(slots.gpu_sets)
+    ]
+
+    def run_task(
+        slot: int, datums: list[Datum], report: Callable[[Datum, DatumResult], None]
+    ) -> None:
+        run_datum_set(job, datums, workers[slot], ctx.processes, report)
+
+    return sets, slots, run_task
+
+
+def _run_tasks(
+    tasks: list[list[Datum]],
+    slots: Slots,
+    run_task: _SlotTask,
+    ctx: JobContext,
+    record: Callable[[Datum, DatumResult], str | None],
+) -> str | None:
+    """Run the tasks on free slots; record each datum in this thread as it ends."""
+    free: queue.Queue[int] = queue.Queue()
+    for slot in range(slots.parallel):
+        free.put(slot)
+    # Datum results, then each task's own future once it has reported all of its datums.
+    ended: queue.Queue[tuple[Datum, DatumResult] | Future[None]] = queue.Queue()
+
+    def task(datums: list[Datum]) -> None:
+        slot = free.get()
+        try:
+            run_task(slot, datums, lambda datum, result: ended.put((datum, result)))
         finally:
-            free.put(gpu_set)
+            free.put(slot)
 
     first_conflict = None
     with ThreadPoolExecutor(max_workers=slots.parallel) as pool:
-        futures: dict[Future[DatumResult], Datum] = {pool.submit(task, d): d for d in todo}
+        futures = [pool.submit(task, datums) for datums in tasks]
+        for future in futures:
+            future.add_done_callback(ended.put)
         try:
-            for future in as_completed(futures):
-                conflict = record(futures[future], future.result())
-                first_conflict = first_conflict or conflict
+            running = len(futures)
+            while running:
+                item = ended.get()
+                if isinstance(item, Future):
+                    item.result()  # a task that raised (a bug, a full disk) stops the job
+                    running -= 1
+                else:
+                    conflict = record(*item)
+                    first_conflict = first_conflict or conflict
         except BaseException:
             ctx.processes.stop()
             pool.shutdown(wait=True, cancel_futures=True)

@@ -2,9 +2,11 @@
 
 `--workers N` runs up to N datums in parallel; a pipeline whose spec asks for GPUs runs one
 datum at a time per GPU it needs, and like any other pipeline when this machine has no GPU
-for it (its datums then run on the CPU). The cores are divided among the datums running
-together: OMP_NUM_THREADS, MKL_NUM_THREADS and BCD_TORCH_THREADS = max(1, cores // parallel
-datums). These win over the same names in `transform.env`, which describe the cluster's
+for it (its datums then run on the CPU). The cores are divided among the datums that
+actually run together, which is fewer than the slots when a job has fewer datums (or,
+batched, fewer datum sets) than that: OMP_NUM_THREADS, MKL_NUM_THREADS and
+BCD_TORCH_THREADS = max(1, cores // parallel datums), so one datum on 2 cores gets 2
+threads. These win over the same names in `transform.env`, which describe the cluster's
 pods, not this machine.
 """
 
@@ -67,16 +69,20 @@ class Slots:
         return len(self.gpu_sets)
 
 
-def plan_slots(workers: int, gpus_per_datum: int, gpus: list[str], cores: int) -> Slots:
-    """Slots for a pipeline: `workers` CPU slots, or one slot per GPU set it needs."""
+def plan_slots(workers: int, gpus_per_datum: int, gpus: list[str], cores: int, tasks: int) -> Slots:
+    """Slots for `tasks` things to run: up to `workers` CPU slots, or one per GPU set.
+
+    A task is a datum, or a datum set under datum batching: no more slots than tasks, so
+    that the cores go to the datums that run.
+    """
+    count = max(1, min(workers, tasks))
     if gpus_per_datum <= 0 or len(gpus) < gpus_per_datum:
         # No GPU for it here: its datums run on the CPU, as many at once as for any other.
-        sets: list[tuple[str, ...]] = [()] * max(1, workers)
+        sets: list[tuple[str, ...]] = [()] * count
     else:
-        count = min(max(1, workers), len(gpus) // gpus_per_datum)
         sets = [
             tuple(gpus[index * gpus_per_datum : (index + 1) * gpus_per_datum])
-            for index in range(count)
+            for index in range(min(count, len(gpus) // gpus_per_datum))
         ]
     return Slots(tuple(sets), max(1, cores // len(sets)))
 

@@ -9,6 +9,7 @@ under `<out>/.bcd/`.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import sys
@@ -60,6 +61,7 @@ def run_pipelines(options: RunOptions) -> RunSummary:
     if options.workers < 1:
         raise RunnerError("--workers must be at least 1")
     specs = load_spec_dir(options.pipelines)
+    _check_batching_support(specs)
     given = {SAMPLE_DATA: options.data, MODELS: options.models, **options.repos}
     order = pipeline_order(specs, given, set(options.repos))
     out = options.out.resolve()
@@ -72,6 +74,16 @@ def run_pipelines(options: RunOptions) -> RunSummary:
 
     with run_lock(state_root):
         return _run_locked(options, order, folders, out, state_root)
+
+
+def _check_batching_support(specs: list[PipelineSpec]) -> None:
+    """Datum batching is played with the official client's worker API messages."""
+    batched = [spec.name for spec in specs if spec.transform.datum_batching]
+    if batched and importlib.util.find_spec("pachyderm_sdk") is None:
+        raise RunnerError(
+            f"pipeline {batched[0]} uses transform.datum_batching, which bcd run serves with "
+            "the Pachyderm Python client: pip install pachyderm-sdk (make install does)"
+        )
 
 
 def _run_locked(

@@ -52,6 +52,7 @@ _PFS_FIELDS = frozenset(
         "trigger",
     }
 )  # fmt: skip
+_DATUM_SET_SPEC_FIELDS = frozenset({"number", "per_worker", "size_bytes"})
 _RESOURCE_FIELDS = frozenset({"cpu", "disk", "gpu", "memory"})
 _GPU_FIELDS = frozenset({"number", "type"})
 _PIPELINE_NAME_FIELDS = frozenset({"name", "project"})
@@ -97,7 +98,11 @@ InputSpec = PfsInput | CompositeInput
 
 @dataclass(frozen=True)
 class Transform:
-    """What runs for each datum. `stdin` None means no stdin at all (not even a newline)."""
+    """What runs for each datum. `stdin` None means no stdin at all (not even a newline).
+
+    With `datum_batching` the command runs once per datum set and asks the worker API for
+    each datum (see `batch`).
+    """
 
     cmd: tuple[str, ...]
     stdin: tuple[str, ...] | None
@@ -105,6 +110,16 @@ class Transform:
     err_cmd: tuple[str, ...]
     err_stdin: tuple[str, ...] | None
     accept_return_code: frozenset[int]
+    datum_batching: bool = False
+
+
+@dataclass(frozen=True)
+class DatumSetSpec:
+    """`datum_set_spec`: datums per set, or bytes per set, or sets per worker (0: unset)."""
+
+    number: int = 0
+    size_bytes: int = 0
+    per_worker: int = 0
 
 
 @dataclass(frozen=True)
@@ -118,6 +133,7 @@ class PipelineSpec:
     datum_tries: int
     datum_timeout: float | None
     job_timeout: float | None
+    datum_set_spec: DatumSetSpec
     gpus_per_datum: int
     skip_unchanged: bool
     salt: str | None
@@ -253,6 +269,7 @@ def parse_spec(document: Any, source: Path) -> PipelineSpec:
         datum_tries=_datum_tries(raw.get("datum_tries")),
         datum_timeout=_duration(raw.get("datum_timeout"), "datum_timeout"),
         job_timeout=_duration(raw.get("job_timeout"), "job_timeout"),
+        datum_set_spec=_datum_set_spec(_object(raw, "datum_set_spec", _DATUM_SET_SPEC_FIELDS)),
         gpus_per_datum=max(_gpus(raw, "resource_requests"), _gpus(raw, "resource_limits")),
         skip_unchanged=reprocess_spec == "until_success",
         salt=salt or None,
@@ -360,8 +377,6 @@ def _check_composite_names(node: InputSpec) -> None:
 
 
 def _parse_transform(raw: dict[str, Any]) -> Transform:
-    if raw.get("datum_batching"):
-        raise SpecError("transform.datum_batching cannot run locally")
     cmd = _string_list(raw.get("cmd"), "transform.cmd")
     if not cmd:
         raise SpecError("transform.cmd must be a non-empty list of strings")
@@ -378,6 +393,7 @@ def _parse_transform(raw: dict[str, Any]) -> Transform:
         err_cmd=_string_list(raw.get("err_cmd"), "transform.err_cmd"),
         err_stdin=_optional_lines(raw, "err_stdin"),
         accept_return_code=frozenset(_int64(code, "accept_return_code") for code in codes),
+        datum_batching=_bool(raw, "datum_batching", "transform"),
     )
 
 
@@ -442,6 +458,17 @@ def _duration(value: Any, where: str) -> float | None:
     sign, whole, fraction = match.groups()
     seconds = float(f"{whole}.{fraction or 0}") * (-1 if sign else 1)
     return seconds if seconds > 0 else None
+
+
+def _datum_set_spec(raw: dict[str, Any]) -> DatumSetSpec:
+    values = {
+        key: 0 if value is None else _int64(value, f"datum_set_spec.{key}")
+        for key, value in raw.items()
+    }
+    negative = sorted(key for key, value in values.items() if value < 0)
+    if negative:
+        raise SpecError(f"datum_set_spec.{negative[0]} must not be negative")
+    return DatumSetSpec(**values)
 
 
 def _gpus(raw: dict[str, Any], key: str) -> int:

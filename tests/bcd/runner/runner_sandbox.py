@@ -11,10 +11,13 @@ import os
 import struct
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from helpers import REPO
 
 from bcd.runner import RunOptions, RunSummary, run_pipelines
@@ -48,6 +51,38 @@ def pipeline(name: str, input_: dict[str, Any], cmd: list[str], **fields: Any) -
 def sh(script: str) -> list[str]:
     """A shell command line as a cmd (the runner itself never uses a shell)."""
     return ["sh", "-c", script]
+
+
+def wait_for(condition: Callable[[], bool], what: str, limit: float = 60.0) -> None:
+    """Poll until `condition()` holds; fail the test after `limit` seconds."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.05)
+
+
+def processes_under(folder: Path) -> list[int]:
+    """Processes whose PFS_ROOT lies under `folder` (datum commands and their children)."""
+    marker = f"PFS_ROOT={folder.resolve()}/".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                environ = (entry / "environ").read_bytes()
+            except OSError:
+                continue
+            if any(item.startswith(marker) for item in environ.split(b"\0")):
+                found.append(int(entry.name))
+    return found
+
+
+def command(pid: int) -> str:
+    """A process's command name, "" once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 @dataclass

@@ -318,7 +318,19 @@ def test_cli_and_library_share_the_workers_default():
 
 
 def test_gpu_pipelines_without_a_gpu_here_run_like_cpu_pipelines():
-    slots = plan_slots(workers=2, gpus_per_datum=1, gpus=[], cores=2)
+    slots = plan_slots(workers=2, gpus_per_datum=1, gpus=[], cores=2, tasks=2)
     assert slots.gpu_sets == ((), ()) and slots.threads == 1
-    with_gpus = plan_slots(workers=4, gpus_per_datum=1, gpus=["0", "1"], cores=16)
+    with_gpus = plan_slots(workers=4, gpus_per_datum=1, gpus=["0", "1"], cores=16, tasks=4)
     assert with_gpus.gpu_sets == (("0",), ("1",)) and with_gpus.threads == 8
+
+
+def test_cores_go_to_the_datums_that_actually_run(sandbox):
+    sandbox.repo("sample_data", {"e1/a.txt": ""})
+    sandbox.specs(
+        pipeline("one", pfs("sample_data", "/*"), sh('echo $OMP_NUM_THREADS > "$PFS_ROOT/out/t"'))
+    )
+    assert sandbox.run(workers=2).ok
+    # One exam with two workers: the one datum running gets every core.
+    assert sandbox.files("one") == {"t": f"{cores()}\n"}
+    assert plan_slots(workers=2, gpus_per_datum=0, gpus=[], cores=2, tasks=1).threads == 2
+    assert plan_slots(workers=2, gpus_per_datum=0, gpus=[], cores=2, tasks=5).threads == 1

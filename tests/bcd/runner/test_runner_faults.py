@@ -7,11 +7,19 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from runner_sandbox import PROJECT_ROOT, job, pfs, pipeline, sh
+from runner_sandbox import (
+    PROJECT_ROOT,
+    command,
+    job,
+    pfs,
+    pipeline,
+    processes_under,
+    sh,
+    wait_for,
+)
 
 from bcd.runner.outputs import FAULT_ENV
 
@@ -20,36 +28,6 @@ TWO_FILES = (
     'n=$(basename "$sample_data"); mkdir "$PFS_ROOT/out/$n"; echo "$n" > "$PFS_ROOT/out/$n/1"; '
     'echo "$n" > "$PFS_ROOT/out/$n.extra"'
 )
-
-
-def wait_for(condition, what: str, limit: float = 60.0) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.05)
-
-
-def processes_under(folder: Path) -> list[int]:
-    """Processes whose PFS_ROOT lies under `folder` (datum commands and their children)."""
-    marker = f"PFS_ROOT={folder.resolve()}/".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                environ = (entry / "environ").read_bytes()
-            except OSError:
-                continue
-            if any(item.startswith(marker) for item in environ.split(b"\0")):
-                found.append(int(entry.name))
-    return found
-
-
-def command(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
 
 
 def test_a_second_run_on_the_same_output_refuses_at_once(sandbox):

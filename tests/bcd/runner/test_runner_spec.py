@@ -10,6 +10,7 @@ import pytest
 from bcd.runner.errors import SpecError
 from bcd.runner.spec import (
     CompositeInput,
+    DatumSetSpec,
     PfsInput,
     canonical_keys,
     load_spec_dir,
@@ -63,6 +64,20 @@ def test_snake_and_camel_case_give_the_same_pipeline(tmp_path: Path):
         assert spec.transform.env == {"BCD_DEVICE": "cpu"}  # map keys are data, kept as is
 
 
+def test_datum_batching_and_datum_set_spec_are_read(tmp_path: Path):
+    batched = {
+        **CAMEL,
+        "transform": {"cmd": ["true"], "datumBatching": True},
+        "datumSetSpec": {"sizeBytes": "1000", "perWorker": 2},
+    }
+    spec = load_spec_file(write(tmp_path, "a.json", json.dumps(batched)))[0]
+    assert spec.transform.datum_batching
+    assert spec.datum_set_spec == DatumSetSpec(size_bytes=1000, per_worker=2)
+    plain = load_spec_file(write(tmp_path, "b.json", json.dumps(SNAKE)))[0]
+    assert not plain.transform.datum_batching
+    assert plain.datum_set_spec == DatumSetSpec()
+
+
 def test_map_keys_are_not_renamed():
     assert canonical_keys({"transform": {"env": {"myVar": "1"}}, "datumTries": 2}) == {
         "transform": {"env": {"myVar": "1"}},
@@ -96,6 +111,9 @@ def test_a_file_may_hold_a_list_or_several_documents(tmp_path: Path):
         ({"input": {"cron": {"name": "tick", "spec": "@every 1m"}}}, "cron"),
         ({"datum_timeout": "10m"}, "duration"),
         ({"pipeline": {"name": "bad name"}}, "pipeline.name"),
+        ({"datum_set_spec": {"numbr": 2}}, "unknown field 'numbr' in datum_set_spec"),
+        ({"datum_set_spec": {"number": -1}}, "datum_set_spec.number must not be negative"),
+        ({"transform": {"cmd": ["true"], "datum_batching": "yes"}}, "true or false"),
         (
             {
                 "input": {
