@@ -1,6 +1,7 @@
 """Stage `crop`: cut each mammogram down to its breast.
 
-Reads  <pfs>/sample_data/<exam>/exam.json and the PNGs beside it.
+Reads  <pfs>/sample_data/<exam>/exam.json (or, as Pachyderm's breast-cancer-detection
+       example ships it, gen_exam_list_before_cropping.pkl) and the PNGs beside it.
 Writes <pfs>/out/<exam>/cropped_images/<image>.png and cropped_exam_list.json.
 """
 
@@ -19,7 +20,7 @@ from stages.core.exam import VIEWS
 from stages.core.orientation import crop_mode
 from stages.core.patches import PATCH_SIZE
 from stages.harness import run_exams, stage_parser, warn
-from stages.io.exam_files import CROPPED_EXAM_JSON, CROPPED_IMAGES, EXAM_JSON, load_exam, read_image
+from stages.io.exam_files import CROPPED_EXAM_JSON, CROPPED_IMAGES, load_input_exam, read_image
 from stages.io.images import write_png
 from stages.io.pfs import exam_dirs, resolve_pfs_root, write_json
 from stages.table import CROP, SAMPLE_DATA
@@ -27,7 +28,7 @@ from stages.table import CROP, SAMPLE_DATA
 
 def crop_exam(input_root: Path, exam_id: str, staging: Path) -> None:
     """Crop every image of one exam into `staging`."""
-    exam = load_exam(input_root / exam_id, EXAM_JSON)
+    exam = load_input_exam(input_root / exam_id)
     metadata: dict[str, dict[str, list[Any]]] = {}
     for view in VIEWS:
         for name in exam.images[view]:

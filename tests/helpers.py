@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import pickle
 import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from stages.io.exam_files import EXAM_JSON, EXAMPLE_EXAM_LIST
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -47,20 +50,31 @@ def write_exam(
     flip: str = "NO",
     size: tuple[int, int] = (900, 700),
     seed: int = 0,
+    layout: str = "exam.json",
 ) -> dict:
-    """Write a synthetic four-view exam in the project's exam format; return its exam dict."""
+    """Write a synthetic four-view exam; return its exam dict.
+
+    `layout` "exam.json": the project's exam format (`<exam>_L_CC.png`..., exam.json).
+    "example": as Pachyderm's breast-cancer-detection example ships its sample_data
+    (`L_CC.png`..., the exam dict pickled as a one-exam list in EXAMPLE_EXAM_LIST).
+    """
     exam_dir = root / exam_id
     exam_dir.mkdir(parents=True)
     exam: dict = {"horizontal_flip": flip}
     for index, view in enumerate(VIEWS):
         side = view[0]
-        name = f"{exam_id}_{view.replace('-', '_')}"
+        name = view.replace("-", "_")
+        if layout == "exam.json":
+            name = f"{exam_id}_{name}"
         # Raw orientation: left breasts face right; flip YES mirrors the whole exam.
         facing_right = (side == "L") == (flip == "NO")
         image = breast_phantom(*size, facing_right=facing_right, seed=seed + index)
         cv2.imwrite(str(exam_dir / f"{name}.png"), image)
         exam[view] = [name]
-    (exam_dir / "exam.json").write_text(json.dumps(exam))
+    if layout == "exam.json":
+        (exam_dir / EXAM_JSON).write_text(json.dumps(exam))
+    else:
+        (exam_dir / EXAMPLE_EXAM_LIST).write_bytes(pickle.dumps([exam]))
     return exam
 
 

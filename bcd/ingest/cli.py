@@ -1,4 +1,5 @@
-"""`bcd ingest SRC DST`: DICOM files, the NYU layout or a PNG folder into the exam format.
+"""`bcd ingest SRC DST`: the Pachyderm example's sample_data, the NYU layout, DICOM files or
+a PNG folder into the exam format.
 
 Each exam is written whole into DST/<exam>/ (exam.json + 16-bit PNGs) or not at all;
 the report goes beside DST. Exit status: 0 when at least one exam was written, 1 when
@@ -12,9 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bcd.ingest import exams, ids, report, sources
+from bcd.ingest import exams, ids, pachyderm_example, report, sources
 from bcd.ingest.records import Scan, skipped
 from bcd.ingest.writer import write_exam
+from stages.io.exam_files import EXAMPLE_EXAM_LIST
 from stages.io.pfs import remove_stale_staging
 
 PROG = "bcd ingest"
@@ -23,17 +25,20 @@ PROG = "bcd ingest"
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Convert DICOM files, the NYU reference layout (exam list pickle + PNGs) "
-        "or a folder of <exam>_<L|R>_<CC|MLO>.png files into the exam format "
+        description="Convert the sample_data of Pachyderm's breast-cancer-detection example "
+        "(exam folders with gen_exam_list_before_cropping.pkl), the NYU reference layout "
+        "(exam list pickle + PNGs), DICOM files or a folder of <exam>_<L|R>_<CC|MLO>.png "
+        "files into the exam format "
         "(DST/<exam>/exam.json + 16-bit PNGs). See docs/ingest.md.",
     )
-    parser.add_argument("src", metavar="SRC", help="folder (or NYU exam list .pkl) to read")
+    parser.add_argument("src", metavar="SRC", help="folder (or exam list .pkl) to read")
     parser.add_argument("dst", metavar="DST", help="folder to write exams into")
     parser.add_argument(
         "--source",
         choices=("auto", *sources.SOURCE_TYPES),
         default="auto",
-        help="what SRC holds (default: detected: an exam list, else DICOM, else PNGs)",
+        help="what SRC holds (default: detected: the Pachyderm example's exam folders, else "
+        "an NYU exam list, else DICOM, else PNGs)",
     )
     parser.add_argument(
         "--group-by",
@@ -48,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--keep-ids",
         action="store_true",
-        help="name exams after their grouping key (study UID, patient, folder, exam name) "
+        help="name exams after their grouping key (study UID, patient, folder, exam name, "
+        "the example's exam folder) "
         "instead of a pseudonym; may put patient identifiers into DST",
     )
     parser.add_argument(
@@ -119,6 +125,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _scan(source_type: str | None, src: Path, files: list[Path], args: argparse.Namespace) -> Scan:
     root = src if src.is_dir() else src.parent
+    if source_type == pachyderm_example.SOURCE:
+        folders = pachyderm_example.find_exam_folders(src)
+        if not folders:
+            reason = f"no exam folder with {EXAMPLE_EXAM_LIST} found"
+            return Scan(source_type, skipped=[skipped(_rel(root, p), reason) for p in files])
+        return pachyderm_example.scan(root, folders, files)
     if source_type == "nyu":
         from bcd.ingest import nyu
 
@@ -136,7 +148,7 @@ def _scan(source_type: str | None, src: Path, files: list[Path], args: argparse.
         from bcd.ingest import pngs
 
         return pngs.scan(root, files)
-    reason = "SRC holds no DICOM file, no NYU exam list and no PNG"
+    reason = "SRC holds no example exam folder, NYU exam list, DICOM file or PNG"
     return Scan("none", skipped=[skipped(_rel(root, path), reason) for path in files])
 
 

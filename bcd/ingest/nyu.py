@@ -58,40 +58,48 @@ def scan(root: Path, exam_list: Path, files: Iterable[Path]) -> Scan:
     folder = image_folder(exam_list)
     named: set[Path] = set()
     for key, exam in zip(exam_keys(exams), exams, strict=True):
-        try:
-            views = _views_of(key, exam)
-        except DataError as error:
-            found.refused_exams[key] = error.reason
-            refused = {folder / f"{name}.png" for name in _safe_names(exam)}
-            named |= refused
-            found.skipped.extend(
-                skipped(_rel(root, path), f"exam {key} refused: {error.reason}")
-                for path in sorted(refused)
-                if path.is_file()
-            )
-            continue
-        found.given_flips[key] = exam["horizontal_flip"]
-        for view, names in views.items():
-            for order, name in enumerate(names):
-                path = folder / f"{name}.png"
-                named.add(path)
-                found.candidates.append(
-                    Candidate(
-                        file=_rel(root, path),
-                        key=key,
-                        view=view,
-                        load=_loader(path),
-                        order=(order,),
-                        view_from="exam list",
-                        side_from="exam list",
-                    )
-                )
+        named |= add_exam(found, root, key, exam, folder)
     found.skipped.extend(
         skipped(_rel(root, path), "not named in the exam list")
         for path in files
         if path != exam_list and path not in named
     )
     return found
+
+
+def add_exam(found: Scan, root: Path, key: str, exam: Any, folder: Path) -> set[Path]:
+    """One exam dict of an exam list, its PNGs in `folder`: its images become candidates
+    and its flip is kept, or the exam is refused with the reason (reported for each of its
+    files). Returns the paths of the images it names."""
+    try:
+        views = _views_of(key, exam)
+    except DataError as error:
+        found.refused_exams[key] = error.reason
+        refused = {folder / f"{name}.png" for name in _safe_names(exam)}
+        found.skipped.extend(
+            skipped(_rel(root, path), f"exam {key} refused: {error.reason}")
+            for path in sorted(refused)
+            if path.is_file()
+        )
+        return refused
+    found.given_flips[key] = exam["horizontal_flip"]
+    named: set[Path] = set()
+    for view, names in views.items():
+        for order, name in enumerate(names):
+            path = folder / f"{name}.png"
+            named.add(path)
+            found.candidates.append(
+                Candidate(
+                    file=_rel(root, path),
+                    key=key,
+                    view=view,
+                    load=_loader(path),
+                    order=(order,),
+                    view_from="exam list",
+                    side_from="exam list",
+                )
+            )
+    return named
 
 
 def exam_keys(exams: list[Any]) -> list[str]:

@@ -1,13 +1,15 @@
-"""What SRC holds: an NYU exam list, DICOM files, or a folder of PNGs (in that order)."""
+"""What SRC holds: the Pachyderm example's exam folders, an NYU exam list, DICOM files, or
+a folder of PNGs (in that order)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
+from bcd.ingest import pachyderm_example
 from bcd.ingest.nyu import find_exam_list
 
-SOURCE_TYPES = ("dicom", "nyu", "png")
+SOURCE_TYPES = (pachyderm_example.SOURCE, "nyu", "dicom", "png")
 DICOM_SUFFIXES = (".dcm", ".dicom")
 
 
@@ -27,8 +29,11 @@ def source_files(src: Path) -> list[Path]:
 
 
 def detect(src: Path, files: Sequence[Path]) -> str | None:
-    """'nyu' when SRC has an exam list, else 'dicom' when any file is DICOM, else 'png'
-    when any file is a PNG; None when SRC holds none of them."""
+    """'pachyderm-example' when SRC is or holds the example's exam folders, else 'nyu' when
+    SRC has an exam list, else 'dicom' when any file is DICOM, else 'png' when any file is
+    a PNG; None when SRC holds none of them."""
+    if pachyderm_example.find_exam_folders(src):
+        return pachyderm_example.SOURCE
     if find_exam_list(src) is not None:
         return "nyu"
     if any(looks_like_dicom(path) for path in files):

@@ -1,4 +1,4 @@
-"""Reading an exam's JSON and images from a stage input, with errors that name the file."""
+"""Reading an exam (its JSON or exam list) and its images from a stage input; errors name files."""
 
 from __future__ import annotations
 
@@ -9,10 +9,14 @@ import numpy as np
 
 from stages.core.errors import DataError
 from stages.core.exam import Exam, exam_from_dict
+from stages.io.exam_lists import load_exam_list
 from stages.io.images import read_greyscale_png
 from stages.io.pfs import read_json
 
 EXAM_JSON = "exam.json"
+# Pachyderm's breast-cancer-detection example ships each sample_data exam folder with
+# this pickle instead: a list holding that folder's one NYU exam dict.
+EXAMPLE_EXAM_LIST = "gen_exam_list_before_cropping.pkl"
 CROPPED_EXAM_JSON = "cropped_exam_list.json"
 CENTERS_JSON = "data.json"
 CROPPED_IMAGES = "cropped_images"
@@ -46,12 +50,82 @@ def load_exam(exam_dir: Path, json_name: str) -> Exam:
     return exam_from_dict(exam_dir.name, exam_dict, file=json_name)
 
 
+def load_input_exam(exam_dir: Path) -> Exam:
+    """The exam of a `sample_data` folder: its exam.json, else the Pachyderm example's
+    gen_exam_list_before_cropping.pkl; DataError naming the file when bad.
+
+    A folder holding both has both read: they must describe the same exam (then taken
+    from exam.json), since when they disagree neither is safe to trust.
+    """
+    exam_id = exam_dir.name
+    if not (exam_dir / EXAMPLE_EXAM_LIST).is_file():
+        exam_dict = read_exam_json(
+            exam_dir,
+            EXAM_JSON,
+            f"{EXAM_JSON} not found: each exam directory needs one (or, as in Pachyderm's "
+            f"breast-cancer-detection example, {EXAMPLE_EXAM_LIST})",
+        )
+        return exam_from_dict(exam_id, exam_dict, file=EXAM_JSON)
+    listed = exam_from_dict(exam_id, read_example_exam_dict(exam_dir), file=EXAMPLE_EXAM_LIST)
+    if not (exam_dir / EXAM_JSON).is_file():
+        return listed
+    given = load_exam(exam_dir, EXAM_JSON)
+    if given != listed:
+        as_json, as_listed = given.to_dict(), listed.to_dict()
+        differences = "; ".join(
+            f"{key}: {as_json.get(key)!r} vs {as_listed.get(key)!r}"
+            for key in dict.fromkeys([*as_json, *as_listed])
+            if as_json.get(key) != as_listed.get(key)
+        )
+        raise DataError(
+            f"{EXAM_JSON} and {EXAMPLE_EXAM_LIST} describe different exams ({differences}): "
+            "delete the wrong one, or make them agree",
+            exam=exam_id,
+            file=EXAMPLE_EXAM_LIST,
+        )
+    return given
+
+
+def read_example_exam_dict(exam_dir: Path) -> Any:
+    """The one exam dict in `<exam_dir>/gen_exam_list_before_cropping.pkl`, unpickled
+    without running code; DataError naming exam and file when refused or not one exam.
+
+    The pickle is not validated as an exam here: callers do (`exam_from_dict`, ingest).
+    """
+    exam_id = exam_dir.name
+    try:
+        exams = load_exam_list(exam_dir / EXAMPLE_EXAM_LIST)
+    except DataError as error:
+        raise DataError(
+            f"{error.reason} (nothing in it was run); re-create it as a list holding this "
+            f"folder's one exam dict, or write {EXAM_JSON} instead",
+            exam=exam_id,
+            file=EXAMPLE_EXAM_LIST,
+        ) from error
+    if len(exams) != 1:
+        raise DataError(
+            f"the exam list holds {len(exams)} exams, not 1: an exam folder holds one exam "
+            "(its own images); give each exam its own folder and list, or run bcd ingest "
+            "on an NYU exam list to split it into exam folders",
+            exam=exam_id,
+            file=EXAMPLE_EXAM_LIST,
+        )
+    (exam_dict,) = exams
+    if not isinstance(exam_dict, dict):
+        raise DataError(
+            f"the exam list must hold an exam dict, not {type(exam_dict).__name__}",
+            exam=exam_id,
+            file=EXAMPLE_EXAM_LIST,
+        )
+    return exam_dict
+
+
 def read_image(path: Path, exam: str, file: str) -> np.ndarray:
     """A greyscale PNG of an exam; DataError naming exam and file when missing or bad."""
     if not path.is_file():
         raise DataError(
-            "image listed in the exam but not found: check the name in the exam's JSON "
-            "(written without .png) and that the file sits beside it",
+            "image listed in the exam but not found: check the name in exam.json or the "
+            "exam list (written without .png) and that the file sits beside it",
             exam=exam,
             file=file,
         )

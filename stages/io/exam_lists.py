@@ -10,11 +10,24 @@ from __future__ import annotations
 
 import io
 import pickle
+import pickletools
 from pathlib import Path
 from typing import Any
 
 from stages.core.errors import DataError
 
+# The opcodes that store an object in the unpickler's memo under an index the file gives.
+MEMO_PUTS = frozenset(("PUT", "BINPUT", "LONG_BINPUT"))
+# What an unreadable, corrupt or hostile file makes reading raise: each is that file's DataError.
+READ_ERRORS = (
+    OSError,
+    pickle.UnpicklingError,
+    EOFError,
+    ValueError,
+    TypeError,
+    AttributeError,
+    OverflowError,
+)
 # All an exam list needs; protocol 2+ builds dicts, lists and strings without any of them.
 ALLOWED_GLOBALS = frozenset(
     ("builtins", name) for name in ("dict", "list", "str", "int", "float", "bool", "tuple")
@@ -33,11 +46,29 @@ class ExamListUnpickler(pickle.Unpickler):
         )
 
 
+def check_memo_indices(data: bytes) -> None:
+    """Refuse a pickle that stores an object under a memo index beyond its own length.
+
+    The unpickler grows its memo to the largest index it is given before storing, so one
+    corrupt byte could make it ask for gigabytes; a genuine pickle numbers its memo from
+    0, one entry per object, so its indices stay below its length. Walking the opcodes
+    runs nothing.
+    """
+    for opcode, argument, position in pickletools.genops(data):
+        if opcode.name in MEMO_PUTS and isinstance(argument, int) and argument > len(data):
+            raise pickle.UnpicklingError(
+                f"corrupt pickle: memo index {argument} at byte {position} is beyond the "
+                f"file's {len(data)} bytes"
+            )
+
+
 def load_exam_list(path: Path) -> list[Any]:
     """The pickled exam list, read with the restricted unpickler; DataError if refused."""
     try:
-        exams = ExamListUnpickler(io.BytesIO(path.read_bytes())).load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as error:
+        data = path.read_bytes()
+        check_memo_indices(data)
+        exams = ExamListUnpickler(io.BytesIO(data)).load()
+    except READ_ERRORS as error:
         raise DataError(f"cannot read the exam list: {error}", file=path.name) from error
     if not isinstance(exams, list):
         raise DataError(

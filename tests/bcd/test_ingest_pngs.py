@@ -123,6 +123,6 @@ def test_nothing_recognisable(tmp_path):
         {
             "file": "a.txt",
             "status": "skipped",
-            "reason": "SRC holds no DICOM file, no NYU exam list and no PNG",
+            "reason": "SRC holds no example exam folder, NYU exam list, DICOM file or PNG",
         }
     ]

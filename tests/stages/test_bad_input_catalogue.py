@@ -2,8 +2,8 @@
 
 Each bad exam must become that exam's error record (one clear line naming exam and
 file), the good exam beside it must complete, and the stage must exit 0. Rows covered
-elsewhere are named in the README's table (test_stage_crop_centers, test_visualize,
-test_ingest_*, test_nets_checkpoints).
+elsewhere are named in the README's table (test_stage_crop_centers,
+test_stage_pachyderm_example, test_visualize, test_ingest_*, test_nets_checkpoints).
 """
 
 import json
