@@ -27,14 +27,15 @@ BUNDLE_SPECS ?= build/pipelines
 SPEC_DIR := $(BUNDLE_SPECS)/$(VARIANT)
 
 # Same targets and tags either way. buildah needs no daemon; chroot isolation runs the
-# RUN steps without an OCI runtime, so it also works inside containers and CI jobs.
+# RUN steps without an OCI runtime, so it also works inside containers and CI jobs;
+# --force-rm removes a failed step's container too, as docker does.
 ifeq ($(BUILDER),docker)
 BUILD = DOCKER_BUILDKIT=1 $(DOCKER) build
 PUSH = $(DOCKER) push
 NEED_BUILDER = command -v $(DOCKER) >/dev/null 2>&1 || { \
 	echo "$@: '$(DOCKER)' not found: install Docker with BuildKit (buildx), or use BUILDER=buildah" >&2; exit 1; }
 else ifeq ($(BUILDER),buildah)
-BUILD = $(BUILDAH) build --layers --isolation chroot
+BUILD = $(BUILDAH) build --layers --force-rm --isolation chroot
 PUSH = $(BUILDAH) push
 NEED_BUILDER = command -v $(firstword $(BUILDAH)) >/dev/null 2>&1 || { \
 	echo "$@: '$(firstword $(BUILDAH))' not found: apt-get install buildah (or use BUILDER=docker)" >&2; exit 1; }

@@ -350,7 +350,7 @@ def test_gpu_entrypoints_import_with_the_gpu_image_packages():
 # ---- make build-images / push-images (bundle.mk)
 
 
-BUILD_ARGS = {"docker": "build", "buildah": "build --layers --isolation chroot"}
+BUILD_ARGS = {"docker": "build", "buildah": "build --layers --force-rm --isolation chroot"}
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
