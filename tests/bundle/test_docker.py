@@ -2,7 +2,7 @@
 
 Parsed with dockerfile-parse and linted with hadolint; each target's CMD must be its
 spec's `transform.cmd`, and each image's entrypoints must import with only the packages
-that image installs.
+that image installs. tests/bundle/test_images.py builds the images and runs them.
 """
 
 from __future__ import annotations

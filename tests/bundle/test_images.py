@@ -42,8 +42,9 @@ REGISTRY, TAG = "localhost/bcd-test", "test"
 # TLS-intercepting proxy where downloads pass one.
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 EXAM = "exam-a"
-# One test-time augmentation epoch instead of the spec's ten: the same code, a tenth of it.
-RUN_ENV = {"BCD_EPOCHS": "1"}
+# One test-time augmentation epoch instead of the spec's ten (the same code, a tenth of
+# it), and the CPU on both sides: the containers get no GPU, the host may have one.
+RUN_ENV = {"BCD_EPOCHS": "1", "BCD_DEVICE": "cpu"}
 BUILD_TIMEOUT_S = 1800
 # podman's default runtime (crun) cannot set rlimits here; runc can, below the hard limits.
 PODMAN_RUN = [
@@ -168,7 +169,7 @@ class StageRun:
 
 
 def stage_env(stage: Stage) -> dict[str, str]:
-    """The default (GPU) spec's transform.env, one epoch: what Pachyderm would set."""
+    """The default spec's transform.env, as Pachyderm sets it, with RUN_ENV over it."""
     spec = SPECS[REPO / "pipelines" / f"{stage.name}.json"]
     return {**spec["transform"].get("env", {}), **RUN_ENV}
 
