@@ -1,12 +1,14 @@
 """Write docker/requirements-{cpu,gpu}.txt from pyproject.toml: every package an image installs.
 
-    python scripts/lock_image_requirements.py           rewrite both files
-    python scripts/lock_image_requirements.py --check   exit 1 if they differ from a fresh lock
+    python scripts/lock_image_requirements.py           rewrite both files, newest versions
+    python scripts/lock_image_requirements.py --check   exit 1 unless they lock pyproject.toml
 
 The CPU images install the project's base dependencies, the GPU images those plus the
 `torch` extra; both files pin the whole closure pip resolves for them from PyPI (the
 images install with --no-deps). The GPU closure is resolved with the CPU pins as
-constraints, so the packages both images hold have one version. Run it on Linux x86_64
+constraints, so the packages both images hold have one version. --check resolves with
+the files' own pins as constraints: it fails when pyproject.toml gained, lost or
+re-specified a dependency, not when PyPI has newer releases. Run it on Linux x86_64
 with CPython 3.11, the images' platform, and again after changing a dependency in
 pyproject.toml; tests/bundle/test_docker.py fails while a dependency has no pin here.
 Only PyPI is asked (pip's --isolated: local indexes and config are ignored); PIP_CERT,
@@ -98,11 +100,18 @@ def render(kind: str, pins: dict[str, str]) -> str:
     return HEADERS[kind] + FOOTER + "".join(include + lines)
 
 
-def lock() -> dict[str, str]:
-    """kind -> the text its requirements file should hold."""
+def pinned(kind: str) -> dict[str, str]:
+    """name -> version of a requirements file's own pins (not its `-r` include)."""
+    lines = (line.strip() for line in REQUIREMENTS[kind].read_text().splitlines())
+    pins = (line.split("==") for line in lines if line and not line.startswith(("#", "-r")))
+    return {canonical(name): version for name, version in pins}
+
+
+def lock(constraints: dict[str, str]) -> dict[str, str]:
+    """kind -> the text its requirements file should hold, with these versions where pinned."""
     base, gpu_extra = project_requirements()
-    cpu = resolve(base, {})
-    gpu = resolve(base + gpu_extra, cpu)
+    cpu = resolve(base, constraints)
+    gpu = resolve(base + gpu_extra, {**constraints, **cpu})
     only_gpu = {name: version for name, version in gpu.items() if name not in cpu}
     return {"cpu": render("cpu", cpu), "gpu": render("gpu", only_gpu)}
 
@@ -117,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"lock_image_requirements: {problem}", file=sys.stderr)
         return 2
-    texts = lock()
+    texts = lock(pinned("cpu") | pinned("gpu") if args.check else {})
     stale = [kind for kind, text in texts.items() if REQUIREMENTS[kind].read_text() != text]
     if args.check:
         for kind in stale:
