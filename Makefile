@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 OUT ?= output
 WORKERS ?=
 
-.PHONY: install test lint run sample-data demo-models models bench clean
+.PHONY: install test test-images lint run sample-data demo-models models bench clean
 
 install: $(STAMP)
 
@@ -17,6 +17,11 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/pytest
+
+# The images built with buildah from stand-in bases and every stage run inside them
+# (tests/bundle/test_images.py); needs root, buildah, podman, runc and debootstrap.
+test-images: $(STAMP)
+	$(BIN)/pytest -m images tests/bundle/test_images.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,7 +1,8 @@
 # The Pachyderm bundle: images, pipeline specs, deployment (included from Makefile).
 #
-#   make build-images [REGISTRY=... TAG=...]   docker build every stage's target
-#   make push-images  [REGISTRY=... TAG=...]   docker push them (not a -dirty tag
+#   make build-images [BUILDER=docker|buildah] [REGISTRY=... TAG=...]
+#                                              build every stage's target (default docker)
+#   make push-images  [BUILDER=...] [REGISTRY=... TAG=...]   push them (not a -dirty tag
 #                                              unless ALLOW_DIRTY=1)
 #   make deploy [VARIANT=cpu|single-stage|pachyderm-1.x] [REGISTRY=... TAG=...]
 #               [GPU_TOLERATIONS=key[=value]:Effect,...] [GPU_NODE_SELECTOR=k=v,...]
@@ -16,7 +17,12 @@
 # TAG into build/pipelines/.
 
 BUNDLE_PYTHON ?= python3
+BUILDER ?= docker
 DOCKER ?= docker
+# buildah with its global options, e.g. BUILDAH="buildah --root DIR --runroot DIR".
+BUILDAH ?= buildah
+# Extra options for each build, e.g. BUILD_FLAGS="--pull=never" or a -v mount.
+BUILD_FLAGS ?=
 PACHCTL ?= pachctl
 RENDER := $(BUNDLE_PYTHON) scripts/render_pipelines.py
 REGISTRY ?= $(shell $(RENDER) --default registry)
@@ -29,8 +35,22 @@ ALLOW_DIRTY ?=
 BUNDLE_SPECS ?= build/pipelines
 SPEC_DIR := $(BUNDLE_SPECS)/$(VARIANT)
 
-NEED_DOCKER = command -v $(DOCKER) >/dev/null 2>&1 || { \
-	echo "$@: '$(DOCKER)' not found: install Docker with BuildKit (buildx)" >&2; exit 1; }
+# Same targets and tags either way. buildah needs no daemon; chroot isolation runs the
+# RUN steps without an OCI runtime, so it also works inside containers and CI jobs;
+# --force-rm removes a failed step's container too, as docker does.
+ifeq ($(BUILDER),docker)
+BUILD = DOCKER_BUILDKIT=1 $(DOCKER) build
+PUSH = $(DOCKER) push
+NEED_BUILDER = command -v $(DOCKER) >/dev/null 2>&1 || { \
+	echo "$@: '$(DOCKER)' not found: install Docker with BuildKit (buildx), or use BUILDER=buildah" >&2; exit 1; }
+else ifeq ($(BUILDER),buildah)
+BUILD = $(BUILDAH) build --layers --force-rm --isolation chroot
+PUSH = $(BUILDAH) push
+NEED_BUILDER = command -v $(firstword $(BUILDAH)) >/dev/null 2>&1 || { \
+	echo "$@: '$(firstword $(BUILDAH))' not found: apt-get install buildah (or use BUILDER=docker)" >&2; exit 1; }
+else
+NEED_BUILDER = echo "$@: BUILDER=$(BUILDER) is not a builder: use BUILDER=docker or BUILDER=buildah" >&2; exit 2
+endif
 NEED_CLUSTER = command -v $(PACHCTL) >/dev/null 2>&1 || { \
 	echo "$@: '$(PACHCTL)' not found: install pachctl (or use scripts/deploy.py)" >&2; exit 1; }; \
 	$(PACHCTL) version >/dev/null 2>&1 || { \
@@ -42,21 +62,20 @@ NEED_CLUSTER = command -v $(PACHCTL) >/dev/null 2>&1 || { \
 IMAGES = images=$$($(RENDER) --images --registry $(REGISTRY) --tag $(TAG)) || exit 1
 
 build-images:
-	@$(NEED_DOCKER)
+	@$(NEED_BUILDER)
 	@$(IMAGES); echo "$$images" | while read -r target image; do \
-		echo "$(DOCKER) build -f docker/Dockerfile --target $$target -t $$image ."; \
-		DOCKER_BUILDKIT=1 $(DOCKER) build -f docker/Dockerfile --target $$target -t $$image . \
-			|| exit 1; \
+		echo "$(BUILDER) build -f docker/Dockerfile --target $$target -t $$image ."; \
+		$(BUILD) $(BUILD_FLAGS) -f docker/Dockerfile --target $$target -t $$image . || exit 1; \
 	done
 
 push-images:
-	@$(NEED_DOCKER)
+	@$(NEED_BUILDER)
 	@case "$(TAG)" in *-dirty) [ "$(ALLOW_DIRTY)" = 1 ] || { \
 		echo "$@: TAG $(TAG) is built from uncommitted changes: commit first, or push it" \
 		"anyway with ALLOW_DIRTY=1" >&2; exit 1; } ;; esac
 	@$(IMAGES); echo "$$images" | while read -r target image; do \
-		echo "$(DOCKER) push $$image"; \
-		$(DOCKER) push $$image || exit 1; \
+		echo "$(BUILDER) push $$image"; \
+		$(PUSH) $$image || exit 1; \
 	done
 
 RENDER_BUNDLE = rm -rf $(BUNDLE_SPECS) && $(RENDER) --out $(BUNDLE_SPECS) --registry $(REGISTRY) \

@@ -9,6 +9,7 @@ none could be, 2 for bad arguments.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,13 @@ def main(argv: list[str] | None = None) -> int:
 
     files = sources.source_files(src)
     source_type = sources.detect(src, files) if args.source == "auto" else args.source
+    if source_type == "dicom" and importlib.util.find_spec("pydicom") is None:
+        print(
+            f"{PROG}: {src} holds DICOM files, which need pydicom: install the dicom extra, "
+            "pip install 'breast-cancer-pachyderm[dicom]' (make install does)",
+            file=sys.stderr,
+        )
+        return 2
     scan = _scan(source_type, src, files, args)
     salt, salt_from = (None, None) if args.keep_ids else ids.resolve_salt(args.salt, dst)
     exam_ids, refused = ids.assign_ids(sorted({c.key for c in scan.candidates}), salt=salt)

@@ -2,7 +2,7 @@
 
 Parsed with dockerfile-parse and linted with hadolint; each target's CMD must be its
 spec's `transform.cmd`, and each image's entrypoints must import with only the packages
-that image installs.
+that image installs. tests/bundle/test_images.py builds the images and runs them.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,16 @@ from typing import Any
 import pytest
 from dockerfile_parse import DockerfileParser
 from helpers import REPO
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 DOCKERFILE = REPO / "docker" / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 REQUIREMENTS = {"cpu": REPO / "docker" / "requirements-cpu.txt"}
 REQUIREMENTS["gpu"] = REPO / "docker" / "requirements-gpu.txt"
 SPECS = sorted((REPO / "pipelines").rglob("*.json"))
+PYTHON_BASE = "python:3.11.13-slim-bookworm"
+LOCK = "scripts/lock_image_requirements.py"
 
 CPU_TARGETS = {"crop", "extract-centers", "visualize", "summary"}
 GPU_TARGETS = {"generate-heatmaps", "classify", "single-stage"}
@@ -72,6 +77,10 @@ def instructions(target: str, kind: str) -> list[str]:
     ]  # fmt: skip
 
 
+def project() -> dict[str, Any]:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+
+
 def target_of(image: str) -> str:
     return image.rsplit("/", 1)[-1].split(":")[0]
 
@@ -85,7 +94,7 @@ def pinned_requirements(kind: str) -> dict[str, str]:
             pins |= pinned_requirements("cpu" if "cpu" in line else "gpu")
         elif line:
             name, version = line.split("==")
-            pins[re.sub(r"[-_.]+", "-", name).lower()] = version
+            pins[canonicalize_name(name)] = version
     return pins
 
 
@@ -108,28 +117,75 @@ def test_torch_stages_get_gpu_images_and_the_others_cpu_images():
         assert (target_of(transform["image"]) in GPU_TARGETS) == uses_torch, path
 
 
-def test_base_images_are_pinned_to_exact_versions():
+def test_base_image_is_pinned_to_an_exact_version():
     external = {stage.base for stage in STAGES.values() if stage.base not in STAGES}
     assert external
     exact = re.compile(r"^[\w.\-/]+(:\d+(\.\d+){2}[\w.\-]*|@sha256:[0-9a-f]{64})$")
     assert [base for base in external if not exact.match(base)] == []
 
 
-def test_cpu_images_are_slim_python_without_torch():
+def test_every_image_builds_on_the_one_python_base():
+    # Nothing but PyPI and Debian during a build: one base, no other image, no fetcher.
+    external = {stage.base for stage in STAGES.values() if stage.base not in STAGES}
+    assert external == {PYTHON_BASE}
+    runs = " ".join(i["value"] for stage in STAGES.values() for i in stage.instructions)
+    assert not re.search(r"\b(uv|curl|wget|git)\b|https?://", runs)
+    assert not [i for s in STAGES.values() for i in s.instructions if i["instruction"] == "ADD"]
+
+
+def test_cpu_images_have_no_torch():
     for target in CPU_TARGETS:
-        assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", chain(target)[-1].base), target
         copied = " ".join(instructions(target, "COPY"))
         assert "requirements-cpu.txt" in copied and "requirements-gpu.txt" not in copied
+        assert not [env for env in instructions(target, "ENV") if "NVIDIA_" in env], target
     assert not [name for name in pinned_requirements("cpu") if name.startswith("torch")]
 
 
-def test_gpu_images_are_cuda_with_pinned_torch():
-    for target in GPU_TARGETS:
-        assert chain(target)[-1].base.startswith("nvidia/cuda:"), target
-        assert "requirements-gpu.txt" in " ".join(instructions(target, "COPY")), target
+def test_gpu_images_get_torch_and_what_the_nvidia_runtime_reads():
+    torch_extra = dict(pin.split("==") for pin in project()["optional-dependencies"]["torch"])
     pins = pinned_requirements("gpu")
-    assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"
+    assert {name: pins[name] for name in torch_extra} == torch_extra
     assert pinned_requirements("cpu").items() <= pins.items()
+    for target in GPU_TARGETS:
+        assert "requirements-gpu.txt" in " ".join(instructions(target, "COPY")), target
+        env = " ".join(instructions(target, "ENV"))
+        assert "NVIDIA_VISIBLE_DEVICES=all" in env, target
+        assert "NVIDIA_DRIVER_CAPABILITIES=compute,utility" in env, target
+
+
+def test_requirements_pin_every_pyproject_dependency():
+    # The drift that broke every image: a base dependency without a pin (pydicom).
+    # scripts/lock_image_requirements.py rewrites the files from pyproject.toml.
+    wanted = {"cpu": project()["dependencies"]}
+    wanted["gpu"] = wanted["cpu"] + project()["optional-dependencies"]["torch"]
+    for kind, dependencies in wanted.items():
+        pins = pinned_requirements(kind)
+        for dependency in map(Requirement, dependencies):
+            name = canonicalize_name(dependency.name)
+            assert name in pins, f"{REQUIREMENTS[kind].name} lacks {dependency}: rerun {LOCK}"
+            assert dependency.specifier.contains(pins[name]), f"{name}=={pins[name]}: {LOCK}"
+
+
+def test_image_wheel_drops_only_the_bcd_console_script(tmp_path):
+    # The images hold stages/ without bcd/: the wheel stage deletes [project.scripts]
+    # with sed, which must not take any other part of pyproject.toml with it.
+    run = next(i["value"] for i in STAGES["wheel"].instructions if "sed -i" in i["value"])
+    expression = re.search(r"sed -i '([^']+)' pyproject\.toml", run)
+    assert expression is not None
+    edited = subprocess.run(
+        ["sed", expression.group(1), str(REPO / "pyproject.toml")],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    original = tomllib.loads((REPO / "pyproject.toml").read_text())
+    del original["project"]["scripts"]
+    assert tomllib.loads(edited) == original
+
+
+def test_python_files_are_compiled_into_the_images():
+    for target in CPU_TARGETS | GPU_TARGETS:
+        runs = " ".join(instructions(target, "RUN"))
+        assert "compileall" in runs and "--no-compile" not in runs, target
+        assert not [env for env in instructions(target, "ENV") if "PYTHONDONTWRITEBYTECODE" in env]
 
 
 def test_requirements_pin_every_package_exactly():
@@ -275,7 +331,7 @@ def unpinned(imports: dict[str, list[str]], kind: str) -> dict[str, list[str]]:
     return {
         module: dists
         for module, dists in imports.items()
-        if not any(re.sub(r"[-_.]+", "-", d).lower() in pins for d in dists)
+        if not any(canonicalize_name(d) in pins for d in dists)
     }
 
 
@@ -294,28 +350,44 @@ def test_gpu_entrypoints_import_with_the_gpu_image_packages():
 # ---- make build-images / push-images (bundle.mk)
 
 
+BUILD_ARGS = {"docker": "build", "buildah": "build --layers --force-rm --isolation chroot"}
+
+
 @pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
+@pytest.mark.parametrize("builder", sorted(BUILD_ARGS))
 @pytest.mark.parametrize("target", ["build-images", "push-images"])
-def test_make_builds_and_pushes_every_target(tmp_path, target):
-    # No Docker engine here: a stand-in docker records its argv.
+def test_make_builds_and_pushes_every_target(tmp_path, builder, target):
+    # The argv make hands the builder, recorded by a stand-in (tests/bundle/test_images.py
+    # builds with the real buildah).
     log = tmp_path / "calls"
-    docker = tmp_path / "docker"
-    docker.write_text(f'#!/bin/sh\necho "$*" >> {log}\n')
-    docker.chmod(0o755)
+    tool = tmp_path / builder
+    tool.write_text(f'#!/bin/sh\necho "$*" >> {log}\n')
+    tool.chmod(0o755)
     result = subprocess.run(
-        ["make", "-f", "bundle.mk", target, f"DOCKER={docker}", "REGISTRY=r.example/x", "TAG=t2"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+        [
+            "make", "-f", "bundle.mk", target, f"BUILDER={builder}",
+            f"{builder.upper()}={tool}", "REGISTRY=r.example/x", "TAG=t2",
+        ],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    calls = log.read_text().splitlines()
+    calls = log.read_text().split("\n")[:-1]
     targets = CPU_TARGETS | GPU_TARGETS
     if target == "build-images":
+        build = BUILD_ARGS[builder]
         expected = {
-            f"build -f docker/Dockerfile --target {t} -t r.example/x/{t}:t2 ." for t in targets
+            f"{build} -f docker/Dockerfile --target {t} -t r.example/x/{t}:t2 ." for t in targets
         }
     else:
         expected = {f"push r.example/x/{t}:t2" for t in targets}
     assert set(calls) == expected and len(calls) == len(expected)
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
+def test_make_names_the_builders_it_knows():
+    result = subprocess.run(
+        ["make", "-f", "bundle.mk", "build-images", "BUILDER=kaniko"],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "BUILDER=kaniko is not a builder: use BUILDER=docker or BUILDER=buildah" in result.stderr

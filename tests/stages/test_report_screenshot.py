@@ -9,14 +9,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from helpers import REPO
+from helpers import REPO, skip_unless_required
 from test_visualize import write_exam  # same folder: pytest puts it on sys.path
 
 from stages import summary, visualize
 
 CHROMIUM = Path("/usr/bin/chromium")
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.is_file(), reason="needs Debian's chromium")
+
+@pytest.fixture(autouse=True)
+def chromium() -> None:
+    if not CHROMIUM.is_file():
+        skip_unless_required("needs Debian's chromium: apt-get install chromium")
 
 
 def screenshot(page: Path, png: Path) -> np.ndarray:
