@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pickle
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import cv2
+import h5py
 import numpy as np
 import pytest
 
@@ -131,3 +133,119 @@ def write_case_exam(case: str, sample_data: Path) -> dict:
         exam.setdefault(record["view"], []).append(record["image"])
     (exam_dir / "exam.json").write_text(json.dumps(exam))
     return expected
+
+
+# ---- the inputs of visualize: crops, heatmaps and predictions of one exam
+
+UNVERIFIED_WARNING = "UNVERIFIED WEIGHTS — not the published model; predictions are not clinical"
+PREDICTIONS = {
+    "image": {
+        "left_benign": 0.0580,
+        "right_benign": 0.0754,
+        "left_malignant": 0.0091,
+        "right_malignant": 0.0179,
+    },
+    "imageheatmaps": {
+        "left_benign": 0.0612,
+        "right_benign": 0.0555,
+        "left_malignant": 0.0099,
+        "right_malignant": 0.0063,
+    },
+}
+
+
+@functools.cache
+def read_sample(side: str) -> np.ndarray:
+    image = cv2.imread(str(NYU_SAMPLE / f"1_{side}_CC.png"), cv2.IMREAD_UNCHANGED)
+    assert image is not None and image.dtype == np.uint16
+    return image
+
+
+def sample_mammogram(side: str, scale: float) -> np.ndarray:
+    """The real NYU sample CC image of one side, cut roughly to the breast like the crop
+    stage would, and shrunk to keep tests fast (still uint16)."""
+    image = read_sample(side)
+    height, width = image.shape
+    columns = slice(0, round(0.56 * width)) if side == "L" else slice(round(0.44 * width), width)
+    image = image[round(0.05 * height) : round(0.95 * height), columns]
+    size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def blob(shape: tuple[int, int], centre: tuple[float, float], peak: float) -> np.ndarray:
+    """A Gaussian bump of height `peak` at `centre` (fractions of height and width)."""
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
+    cy, cx, sigma = centre[0] * shape[0], centre[1] * shape[1], 0.08 * min(shape)
+    return (peak * np.exp(-((rows - cy) ** 2 + (cols - cx) ** 2) / (2 * sigma**2))).astype(
+        np.float32
+    )
+
+
+def write_transposed_heatmap(path: Path, heatmap: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("image", data=heatmap.T)  # stored transposed, as upstream does
+
+
+def write_report_inputs(
+    pfs: Path,
+    exam_id: str,
+    *,
+    flip: str = "NO",
+    scale: float = 0.2,
+    models: tuple[str, ...] = ("image", "imageheatmaps"),
+    verified: bool = False,
+    image_prefix: str | None = None,
+) -> dict[str, np.ndarray]:
+    """Crop, heatmap and classify outputs of one exam; returns the raw images by name.
+
+    Left views show the real left CC image, right views the right one (as a stand-in for
+    MLO too). With flip "YES" every raw image and heatmap is mirrored, as in a flipped exam.
+    Malignant blobs sit near the chest wall, benign ones near the nipple.
+    """
+    crop_dir = pfs / "crop" / exam_id
+    images: dict[str, np.ndarray] = {}
+    exam_dict: dict[str, object] = {"horizontal_flip": flip}
+    for view in VIEWS:
+        side = view[0]
+        name = f"{image_prefix or exam_id}_{view.replace('-', '_')}"
+        image = sample_mammogram(side, scale)
+        chest_wall_x = 0.25 if side == "L" else 0.75
+        malignant = blob(image.shape, (0.4, chest_wall_x), 0.9)
+        benign = blob(image.shape, (0.65, 0.6 if side == "L" else 0.4), 0.6)
+        if flip == "YES":
+            image, malignant, benign = (np.fliplr(a) for a in (image, malignant, benign))
+        (crop_dir / "cropped_images").mkdir(parents=True, exist_ok=True)
+        assert cv2.imwrite(str(crop_dir / "cropped_images" / f"{name}.png"), image)
+        heatmaps = pfs / "generate_heatmaps" / exam_id / "heatmaps"
+        write_transposed_heatmap(heatmaps / "heatmap_malignant" / f"{name}.hdf5", malignant)
+        write_transposed_heatmap(heatmaps / "heatmap_benign" / f"{name}.hdf5", benign)
+        exam_dict[view] = [name]
+        images[name] = image
+    exam_dict["window_location"] = {view: [[0, 10, 0, 10]] for view in VIEWS}
+    (crop_dir / "cropped_exam_list.json").write_text(json.dumps(exam_dict))
+    provenance: dict[str, object] = {
+        "verified": verified,
+        "models": {m: {"file": f"models/sample_{m}_model.p", "sha256": "ab" * 32} for m in models},
+        "epochs": 10,
+        "augmentation": True,
+        "device": "cpu",
+        "project_version": "0.1.0",
+        "precision": "fp32",
+    }
+    if not verified:
+        provenance["warning"] = UNVERIFIED_WARNING
+    classify_dir = pfs / "classify" / exam_id
+    classify_dir.mkdir(parents=True, exist_ok=True)
+    record = {
+        "exam": exam_id,
+        "models": {m: PREDICTIONS[m] for m in models},
+        "provenance": provenance,
+    }
+    (classify_dir / "predictions.json").write_text(json.dumps(record))
+    for m in models:
+        values = ",".join(str(PREDICTIONS[m][label]) for label in PREDICTIONS[m])
+        (classify_dir / f"{m}_predictions.csv").write_text(
+            "left_benign,right_benign,left_malignant,right_malignant\n" + values + "\n"
+        )
+    return images

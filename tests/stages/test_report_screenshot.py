@@ -9,8 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from helpers import REPO, skip_unless_required
-from test_visualize import write_exam  # same folder: pytest puts it on sys.path
+from helpers import REPO, skip_unless_required, write_report_inputs
 
 from stages import summary, visualize
 
@@ -49,7 +48,7 @@ def assert_not_blank(picture: np.ndarray) -> None:
 
 
 def test_unverified_report_and_index_show_the_red_banner(tmp_path):
-    write_exam(tmp_path, "0", scale=0.25)
+    write_report_inputs(tmp_path, "0", scale=0.25)
     assert visualize.main(["--pfs", str(tmp_path)]) == 0
     report = screenshot(tmp_path / "out" / "0" / "report.html", tmp_path / "report.png")
     assert_not_blank(report)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import functools
 import json
 import re
 import subprocess
@@ -14,127 +13,19 @@ import cv2
 import h5py
 import numpy as np
 import pytest
-from helpers import REPO
+from helpers import (
+    PREDICTIONS,
+    REPO,
+    UNVERIFIED_WARNING,
+    VIEWS,
+    write_report_inputs,
+    write_transposed_heatmap,
+)
 
 from stages import visualize
 from stages.report.figure import display_orientation, view_figure
 from stages.report.html import flatten_provenance
 from stages.report.overlays import apply_window, colour_bar, display_window, tint
-
-SAMPLE_DIR = REPO / ".." / "shared" / "data" / "nyu_sample"
-VIEWS = ("L-CC", "R-CC", "L-MLO", "R-MLO")
-UNVERIFIED = "UNVERIFIED WEIGHTS — not the published model; predictions are not clinical"
-PREDICTIONS = {
-    "image": {
-        "left_benign": 0.0580,
-        "right_benign": 0.0754,
-        "left_malignant": 0.0091,
-        "right_malignant": 0.0179,
-    },
-    "imageheatmaps": {
-        "left_benign": 0.0612,
-        "right_benign": 0.0555,
-        "left_malignant": 0.0099,
-        "right_malignant": 0.0063,
-    },
-}
-
-
-@functools.cache
-def read_sample(side: str) -> np.ndarray:
-    image = cv2.imread(str(SAMPLE_DIR / f"1_{side}_CC.png"), cv2.IMREAD_UNCHANGED)
-    assert image is not None and image.dtype == np.uint16
-    return image
-
-
-def sample_mammogram(side: str, scale: float) -> np.ndarray:
-    """The real NYU sample CC image of one side, cut roughly to the breast like the crop
-    stage would, and shrunk to keep tests fast (still uint16)."""
-    image = read_sample(side)
-    height, width = image.shape
-    columns = slice(0, round(0.56 * width)) if side == "L" else slice(round(0.44 * width), width)
-    image = image[round(0.05 * height) : round(0.95 * height), columns]
-    size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-
-
-def blob(shape: tuple[int, int], centre: tuple[float, float], peak: float) -> np.ndarray:
-    """A Gaussian bump of height `peak` at `centre` (fractions of height and width)."""
-    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
-    cy, cx, sigma = centre[0] * shape[0], centre[1] * shape[1], 0.08 * min(shape)
-    return (peak * np.exp(-((rows - cy) ** 2 + (cols - cx) ** 2) / (2 * sigma**2))).astype(
-        np.float32
-    )
-
-
-def write_heatmap(path: Path, heatmap: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "w") as handle:
-        handle.create_dataset("image", data=heatmap.T)  # stored transposed, as upstream does
-
-
-def write_exam(
-    pfs: Path,
-    exam_id: str,
-    *,
-    flip: str = "NO",
-    scale: float = 0.2,
-    models: tuple[str, ...] = ("image", "imageheatmaps"),
-    verified: bool = False,
-    image_prefix: str | None = None,
-) -> dict[str, np.ndarray]:
-    """Crop, heatmap and classify outputs of one exam; returns the raw images by name.
-
-    Left views show the real left CC image, right views the right one (as a stand-in for
-    MLO too). With flip "YES" every raw image and heatmap is mirrored, as in a flipped exam.
-    Malignant blobs sit near the chest wall, benign ones near the nipple.
-    """
-    crop_dir = pfs / "crop" / exam_id
-    images: dict[str, np.ndarray] = {}
-    exam_dict: dict[str, object] = {"horizontal_flip": flip}
-    for view in VIEWS:
-        side = view[0]
-        name = f"{image_prefix or exam_id}_{view.replace('-', '_')}"
-        image = sample_mammogram(side, scale)
-        chest_wall_x = 0.25 if side == "L" else 0.75
-        malignant = blob(image.shape, (0.4, chest_wall_x), 0.9)
-        benign = blob(image.shape, (0.65, 0.6 if side == "L" else 0.4), 0.6)
-        if flip == "YES":
-            image, malignant, benign = (np.fliplr(a) for a in (image, malignant, benign))
-        (crop_dir / "cropped_images").mkdir(parents=True, exist_ok=True)
-        assert cv2.imwrite(str(crop_dir / "cropped_images" / f"{name}.png"), image)
-        heatmaps = pfs / "generate_heatmaps" / exam_id / "heatmaps"
-        write_heatmap(heatmaps / "heatmap_malignant" / f"{name}.hdf5", malignant)
-        write_heatmap(heatmaps / "heatmap_benign" / f"{name}.hdf5", benign)
-        exam_dict[view] = [name]
-        images[name] = image
-    exam_dict["window_location"] = {view: [[0, 10, 0, 10]] for view in VIEWS}
-    (crop_dir / "cropped_exam_list.json").write_text(json.dumps(exam_dict))
-    provenance: dict[str, object] = {
-        "verified": verified,
-        "models": {m: {"file": f"models/sample_{m}_model.p", "sha256": "ab" * 32} for m in models},
-        "epochs": 10,
-        "augmentation": True,
-        "device": "cpu",
-        "project_version": "0.1.0",
-        "precision": "fp32",
-    }
-    if not verified:
-        provenance["warning"] = UNVERIFIED
-    classify_dir = pfs / "classify" / exam_id
-    classify_dir.mkdir(parents=True, exist_ok=True)
-    record = {
-        "exam": exam_id,
-        "models": {m: PREDICTIONS[m] for m in models},
-        "provenance": provenance,
-    }
-    (classify_dir / "predictions.json").write_text(json.dumps(record))
-    for m in models:
-        values = ",".join(str(PREDICTIONS[m][label]) for label in PREDICTIONS[m])
-        (classify_dir / f"{m}_predictions.csv").write_text(
-            "left_benign,right_benign,left_malignant,right_malignant\n" + values + "\n"
-        )
-    return images
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -278,7 +169,7 @@ def run_stage(pfs: Path, *extra: str) -> int:
 
 
 def test_stage_writes_overlays_and_a_self_contained_report(tmp_path):
-    images = write_exam(tmp_path, "0")
+    images = write_report_inputs(tmp_path, "0")
     assert run_stage(tmp_path) == 0
     out = tmp_path / "out" / "0"
     assert sorted(p.name for p in out.iterdir()) == sorted(
@@ -292,7 +183,7 @@ def test_stage_writes_overlays_and_a_self_contained_report(tmp_path):
         assert find(expected_window(image), overlay[..., 0])[2] <= 1.0
 
     html = (out / "report.html").read_text(encoding="utf-8")
-    assert UNVERIFIED in html and 'class="banner"' in html
+    assert UNVERIFIED_WARNING in html and 'class="banner"' in html
     for model in PREDICTIONS.values():
         for value in model.values():
             assert f">{value:.4f}<" in html
@@ -310,14 +201,14 @@ def test_stage_writes_overlays_and_a_self_contained_report(tmp_path):
 
 
 def test_verified_weights_get_no_banner(tmp_path):
-    write_exam(tmp_path, "0", verified=True)
+    write_report_inputs(tmp_path, "0", verified=True)
     assert run_stage(tmp_path) == 0
     html = (tmp_path / "out" / "0" / "report.html").read_text(encoding="utf-8")
-    assert "UNVERIFIED" not in html and 'class="banner"' not in html
+    assert "UNVERIFIED_WARNING" not in html and 'class="banner"' not in html
 
 
 def test_a_model_that_was_not_run_is_shown_as_such(tmp_path):
-    write_exam(tmp_path, "0", models=("image",))
+    write_report_inputs(tmp_path, "0", models=("image",))
     assert run_stage(tmp_path) == 0
     html = (tmp_path / "out" / "0" / "report.html").read_text(encoding="utf-8")
     assert html.count("not run") == 4
@@ -325,8 +216,8 @@ def test_a_model_that_was_not_run_is_shown_as_such(tmp_path):
 
 
 def test_a_flipped_exam_hangs_like_its_unflipped_twin(tmp_path):
-    write_exam(tmp_path, "plain", flip="NO", image_prefix="x")
-    write_exam(tmp_path, "flipped", flip="YES", image_prefix="x")
+    write_report_inputs(tmp_path, "plain", flip="NO", image_prefix="x")
+    write_report_inputs(tmp_path, "flipped", flip="YES", image_prefix="x")
     assert run_stage(tmp_path) == 0
     for view in VIEWS:
         name = f"x_{view.replace('-', '_')}_overlay.png"
@@ -336,14 +227,14 @@ def test_a_flipped_exam_hangs_like_its_unflipped_twin(tmp_path):
 
 
 def break_shape(path: Path) -> None:
-    write_heatmap(path, np.zeros((7, 5), np.float32))
+    write_transposed_heatmap(path, np.zeros((7, 5), np.float32))
 
 
 def break_values(path: Path) -> None:
     with h5py.File(path, "r") as handle:
         heatmap = np.asarray(handle["image"]).T
     heatmap[3, 3] = np.nan
-    write_heatmap(path, heatmap)
+    write_transposed_heatmap(path, heatmap)
 
 
 def break_dataset(path: Path) -> None:
@@ -363,8 +254,8 @@ def break_dataset(path: Path) -> None:
     ],
 )
 def test_a_bad_heatmap_fails_its_exam_only(tmp_path, damage, words):
-    write_exam(tmp_path, "good", scale=0.1)
-    write_exam(tmp_path, "bad", scale=0.1)
+    write_report_inputs(tmp_path, "good", scale=0.1)
+    write_report_inputs(tmp_path, "bad", scale=0.1)
     relative = "heatmaps/heatmap_malignant/bad_R_MLO.hdf5"
     damage(tmp_path / "generate_heatmaps" / "bad" / relative)
     assert run_stage(tmp_path) == 0
@@ -377,7 +268,7 @@ def test_a_bad_heatmap_fails_its_exam_only(tmp_path, damage, words):
 
 
 def test_bad_predictions_fail_the_exam(tmp_path):
-    write_exam(tmp_path, "0")
+    write_report_inputs(tmp_path, "0")
     path = tmp_path / "classify" / "0" / "predictions.json"
     record = json.loads(path.read_text())
     record["models"]["image"]["left_malignant"] = 1.5
@@ -388,7 +279,7 @@ def test_bad_predictions_fail_the_exam(tmp_path):
 
 
 def test_an_upstream_error_is_passed_through(tmp_path):
-    write_exam(tmp_path, "ok")
+    write_report_inputs(tmp_path, "ok")
     upstream = {"exam": "gone", "stage": "crop", "file": "0_L_CC.png", "reason": "empty image"}
     for name in ("crop", "generate_heatmaps", "classify"):
         (tmp_path / name / "gone").mkdir(parents=True)
@@ -399,7 +290,7 @@ def test_an_upstream_error_is_passed_through(tmp_path):
 
 
 def test_runs_as_a_module_without_torch(tmp_path):
-    write_exam(tmp_path, "0", scale=0.1)
+    write_report_inputs(tmp_path, "0", scale=0.1)
     code = (
         "import runpy, sys\n"
         f"sys.argv = ['visualize', '--pfs', {str(tmp_path)!r}]\n"
