@@ -75,6 +75,12 @@ class Resources:
     timeout_cpu_s: int
 
 
+# Set in transform.env of a batched pipeline: the stage then serves datums through the
+# worker API (stages/batching.py). PPS_WORKER_GRPC_PORT alone cannot say so: Pachyderm sets
+# it in every worker, batched or not.
+DATUM_BATCHING_ENV = "BCD_DATUM_BATCHING"
+
+
 @dataclass(frozen=True)
 class Stage:
     """One pipeline: name (= output repo), entrypoint, image, hardware, input, resources."""
