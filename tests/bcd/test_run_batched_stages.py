@@ -194,10 +194,14 @@ def test_weights_reload_on_new_models_faults_are_retried_data_errors_recorded(
     spec = union_of_models({"a": "models", "b": "models_b", "c": "models_c"})
     (specs / "generate_heatmaps.json").write_text(json.dumps(spec))
     repo_args = [
-        f"--repo=crop={repos / 'crop'}",
-        f"--repo=extract_centers={repos / 'extract_centers'}",
+        f"--repo={name}={folder}"
+        for name, folder in (
+            ("crop", repos / "crop"),
+            ("extract_centers", repos / "extract_centers"),
+            ("models_b", models_b),
+            ("models_c", models_c),
+        )
     ]
-    repo_args += [f"--repo=models_b={models_b}", f"--repo=models_c={models_c}"]
     (tmp_path / "sample_data").mkdir()
     out = tmp_path / "out"
     summary, _seconds = bcd_run(specs, tmp_path / "sample_data", models, out, *repo_args)
