@@ -14,10 +14,11 @@ The JSON under pipelines/ is generated: edit the table, then run this script.
     python scripts/render_pipelines.py --source-repos  the input repos to create, for bundle.mk
 
 Variants (one folder each, one file per pipeline):
-    pipelines/                 Pachyderm 2.x, GPU limits on the torch stages
-    pipelines/cpu/             Pachyderm 2.x, no GPU anywhere
-    pipelines/single-stage/    Pachyderm 2.x, one pipeline running every stage per exam
-    pipelines/pachyderm-1.x/   the default DAG with Pachyderm 1.x field names
+    pipelines/                 Pachyderm 2.x, GPU limits on the torch stages, which batch
+                               datums (pachd >= 2.5)
+    pipelines/cpu/             Pachyderm 2.x, no GPU anywhere, torch stages batched
+    pipelines/single-stage/    Pachyderm 2.x, one batched pipeline running every stage per exam
+    pipelines/pachyderm-1.x/   the default DAG with Pachyderm 1.x field names, no batching
 
 Pure standard library, so that `make` can run it with any python3.
 """
@@ -42,6 +43,7 @@ from stages import __version__  # noqa: E402
 from stages.table import (  # noqa: E402
     ALL_STAGES,
     DAG,
+    DATUM_BATCHING_ENV,
     SINGLE_STAGE,
     SOURCE_REPOS,
     Cross,
@@ -49,6 +51,7 @@ from stages.table import (  # noqa: E402
     JoinExams,
     PerExam,
     Stage,
+    WarmExam,
     Whole,
 )
 
@@ -63,6 +66,11 @@ IMAGE_UID = "10001"
 VARIANTS = ("", "cpu", "single-stage", "pachyderm-1.x")  # "" is the default, pipelines/ itself
 GPU = {"type": "nvidia.com/gpu", "number": 1}
 DATUM_TRIES = 3
+# How long a datum set of a batched pipeline lasts, in warm exams (README, "Warm workers"):
+# long enough that the stage's start-up (~25 s for the two GPU stages) is paid once per
+# hundreds of GPU exams, short enough that a set lost with its pod (a set's outputs are
+# kept only when the whole set is done) is at most this much work.
+DATUM_SET_SECONDS = 600
 
 
 # Kubernetes' spelling of a taint effect -> Pachyderm's enum name.
@@ -171,12 +179,20 @@ def image_targets() -> list[str]:
     return [stage.image for stage in ALL_STAGES]
 
 
-def transform_env(stage: Stage, device: str) -> dict[str, str]:
+def transform_env(stage: Stage, device: str, batched: bool) -> dict[str, str]:
+    env = dict(stage.env)
+    if batched:
+        env[DATUM_BATCHING_ENV] = "1"
     if not stage.torch:
-        return dict(stage.env)
+        return env
     # Torch sizes its thread pool to the node's cores, not the pod's share.
     threads = str(max(1, math.ceil(stage.resources.cpu)))
-    return {"BCD_DEVICE": device, "BCD_TORCH_THREADS": threads, **stage.env}
+    return {"BCD_DEVICE": device, "BCD_TORCH_THREADS": threads, **env}
+
+
+def exams_per_set(warm: WarmExam, gpu: bool) -> int:
+    """Exams (= datums) per datum set: DATUM_SET_SECONDS of warm exams, at least 1."""
+    return max(1, round(DATUM_SET_SECONDS / (warm.gpu_s if gpu else warm.cpu_s)))
 
 
 def spec_v2(
@@ -186,18 +202,26 @@ def spec_v2(
     *,
     gpu: bool,
     placement: GpuPlacement | None = None,
+    datum_batching: bool = True,
 ) -> dict[str, Any]:
-    """A Pachyderm 2.x CreatePipelineRequest, snake_case keys."""
+    """A Pachyderm 2.x CreatePipelineRequest, snake_case keys.
+
+    `datum_batching`: batch the stages the table batches (pachd >= 2.5); False renders
+    every stage one process per datum.
+    """
     resources = stage.resources
     on_gpu = gpu and stage.torch
+    batching = stage.batching if datum_batching else None
     transform: dict[str, Any] = {
         "image": image_ref(stage.image, registry, tag),
         "cmd": list(stage.command),
         "user": IMAGE_UID,
     }
-    env = transform_env(stage, "auto" if gpu else "cpu")
+    env = transform_env(stage, "auto" if gpu else "cpu", batched=batching is not None)
     if env:
         transform["env"] = env
+    if batching is not None:
+        transform["datum_batching"] = True
     spec: dict[str, Any] = {
         "pipeline": {"name": stage.name},
         "description": stage.description,
@@ -211,6 +235,8 @@ def spec_v2(
     timeout = resources.timeout_gpu_s if on_gpu else resources.timeout_cpu_s
     spec["datum_timeout"] = f"{timeout}s"
     spec["datum_tries"] = DATUM_TRIES
+    if batching is not None:
+        spec["datum_set_spec"] = {"number": exams_per_set(batching, on_gpu)}
     if on_gpu and placement is not None:
         if placement.tolerations:
             spec["tolerations"] = [dict(t) for t in placement.tolerations]
@@ -223,7 +249,8 @@ def spec_v2(
 
 
 def spec_v1(spec: dict[str, Any]) -> dict[str, Any]:
-    """The 2.x spec in Pachyderm 1.x terms: `standby` where 2.x has `autoscaling`.
+    """The 2.x spec (rendered without datum batching, a 2.5 feature) in Pachyderm 1.x terms:
+    `standby` where 2.x has `autoscaling`.
 
     1.x has no `tolerations` field (a node selector it has): on a tainted 1.x pool add
     them through `pod_patch` by hand.
@@ -247,7 +274,9 @@ def render_all(
         default = spec_v2(stage, registry, tag, gpu=True, placement=placement)
         specs[f"{stage.name}.json"] = default
         specs[f"cpu/{stage.name}.json"] = spec_v2(stage, registry, tag, gpu=False)
-        specs[f"pachyderm-1.x/{stage.name}.json"] = spec_v1(default)
+        specs[f"pachyderm-1.x/{stage.name}.json"] = spec_v1(
+            spec_v2(stage, registry, tag, gpu=True, placement=placement, datum_batching=False)
+        )
     specs[f"single-stage/{SINGLE_STAGE.name}.json"] = spec_v2(
         SINGLE_STAGE, registry, tag, gpu=True, placement=placement
     )

@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from stages.batching import DatumRun, stage_main
 from stages.core.exam import LABELS, VIEWS, Exam
 from stages.core.orientation import to_facing_right
-from stages.harness import run_exams, stage_parser
+from stages.harness import EXIT_UNUSABLE, run_exams, stage_parser
 from stages.io.exam_files import (
     CENTERS_JSON,
     CROPPED_IMAGES,
@@ -30,7 +31,7 @@ from stages.io.exam_files import (
     read_image,
 )
 from stages.io.heatmaps_h5 import heatmap_path, read_heatmap
-from stages.io.pfs import atomic_write_bytes, exam_dirs, read_json, resolve_pfs_root, write_json
+from stages.io.pfs import atomic_write_bytes, exam_dirs, read_json, write_json
 from stages.nets.checkpoints import CheckpointError, load_view_split_classifier
 from stages.nets.exam_scoring import (
     AUGMENTATION_SEED,
@@ -41,7 +42,8 @@ from stages.nets.exam_scoring import (
     prepare_classifier,
 )
 from stages.nets.provenance import UNVERIFIED_WARNING, file_provenance
-from stages.nets.runtime import add_device_arguments, setup_torch_stage
+from stages.nets.runtime import TorchSetup, add_device_arguments, setup_torch_stage
+from stages.nets.weights_cache import WeightsCache
 from stages.table import CLASSIFY, CROP, EXTRACT_CENTERS, GENERATE_HEATMAPS, MODELS
 
 
@@ -143,45 +145,68 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    pfs_root = resolve_pfs_root(args.pfs)
-    names = ("image", "imageheatmaps") if args.model == "both" else (args.model,)
-    try:
-        setup = setup_torch_stage(CLASSIFY, args.device, args.precision)
-        models = {}
-        for name in names:
-            path = pfs_root / MODELS / MODEL_FILES[name]
-            if not path.is_file():
-                raise CheckpointError(f"{path}: classifier not found (see models/README.md)")
-            model = load_view_split_classifier(path, MODEL_CHANNELS[name], setup.device)
-            models[name] = prepare_classifier(model)
-    except (CheckpointError, ValueError) as error:
-        print(f"bcd {CLASSIFY}: {error}", file=sys.stderr)
-        return 2
-    files = {name: file_provenance(pfs_root / MODELS / MODEL_FILES[name]) for name in names}
-    provenance = {
-        "models": files,
-        "verified": all(entry["verified"] for entry in files.values()),
-        "epochs": args.epochs,
-        "augmentation": args.augmentation,
-        **setup.provenance(),
-        "seed": AUGMENTATION_SEED,
-    }
-    if not provenance["verified"]:
+def load_classifiers(
+    paths: dict[str, Path], setup: TorchSetup
+) -> tuple[dict[str, torch.nn.Module], dict[str, dict[str, Any]]]:
+    """The classifiers (name -> checkpoint file) ready to run, and their files' provenance."""
+    models = {}
+    for name, path in paths.items():
+        if not path.is_file():
+            raise CheckpointError(f"{path}: classifier not found (see models/README.md)")
+        model = load_view_split_classifier(path, MODEL_CHANNELS[name], setup.device)
+        models[name] = prepare_classifier(model)
+    files = {name: file_provenance(path) for name, path in paths.items()}
+    if not all(entry["verified"] for entry in files.values()):
         print(f"bcd {CLASSIFY}: {UNVERIFIED_WARNING}", file=sys.stderr)
+    return models, files
+
+
+def prepare(args: argparse.Namespace) -> DatumRun:
+    """Torch set up once; each run loads the classifiers (again only when they changed)."""
+    names = ("image", "imageheatmaps") if args.model == "both" else (args.model,)
+    setup = setup_torch_stage(CLASSIFY, args.device, args.precision)
     settings = Settings(args.epochs, args.augmentation, setup.device, setup.precision)
-    exam_ids = [path.name for path in exam_dirs(pfs_root / EXTRACT_CENTERS)]
-
-    def process(exam_id: str, staging: Path) -> None:
-        classify_exam(pfs_root, models, settings, provenance, exam_id, staging)
-
     upstream = [CROP, EXTRACT_CENTERS]
-    if "imageheatmaps" in models:
+    if "imageheatmaps" in names:
         upstream.append(GENERATE_HEATMAPS)
-    return run_exams(
-        CLASSIFY, pfs_root, exam_ids, process, upstream_inputs=upstream, strict=args.strict
-    )
+    weights: WeightsCache[tuple[dict[str, torch.nn.Module], dict[str, dict[str, Any]]]]
+    weights = WeightsCache(CLASSIFY)
+
+    def run(pfs_root: Path) -> int:
+        paths = {name: pfs_root / MODELS / MODEL_FILES[name] for name in names}
+        try:
+            models, model_files = weights.get(
+                list(paths.values()), lambda: load_classifiers(paths, setup)
+            )
+        except CheckpointError as error:
+            print(f"bcd {CLASSIFY}: {error}", file=sys.stderr)
+            return EXIT_UNUSABLE
+        provenance = {
+            "models": model_files,
+            "verified": all(entry["verified"] for entry in model_files.values()),
+            "epochs": args.epochs,
+            "augmentation": args.augmentation,
+            **setup.provenance(),
+            "seed": AUGMENTATION_SEED,
+        }
+
+        def process(exam_id: str, staging: Path) -> None:
+            classify_exam(pfs_root, models, settings, provenance, exam_id, staging)
+
+        return run_exams(
+            CLASSIFY,
+            pfs_root,
+            [path.name for path in exam_dirs(pfs_root / EXTRACT_CENTERS)],
+            process,
+            upstream_inputs=upstream,
+            strict=args.strict,
+        )
+
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    return stage_main(CLASSIFY, parse_args, prepare, argv)
 
 
 if __name__ == "__main__":

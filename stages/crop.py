@@ -7,6 +7,7 @@ Writes <pfs>/out/<exam>/cropped_images/<image>.png and cropped_exam_list.json.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from functools import partial
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from stages.batching import DatumRun, stage_main
 from stages.core.cropping import crop_image, crop_info
 from stages.core.errors import DataError
 from stages.core.exam import VIEWS
@@ -22,7 +24,7 @@ from stages.core.patches import PATCH_SIZE
 from stages.harness import run_exams, stage_parser, warn
 from stages.io.exam_files import CROPPED_EXAM_JSON, CROPPED_IMAGES, load_input_exam, read_image
 from stages.io.images import write_png
-from stages.io.pfs import exam_dirs, resolve_pfs_root, write_json
+from stages.io.pfs import exam_dirs, write_json
 from stages.table import CROP, SAMPLE_DATA
 
 
@@ -63,13 +65,23 @@ def crop_exam(input_root: Path, exam_id: str, staging: Path) -> None:
     write_json(staging / CROPPED_EXAM_JSON, exam.to_dict())
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = stage_parser(CROP, "Crop each mammogram to the breast (NYU reference rules).")
-    args = parser.parse_args(argv)
-    pfs_root = resolve_pfs_root(args.pfs)
-    input_root = pfs_root / SAMPLE_DATA
-    exam_ids = [path.name for path in exam_dirs(input_root)]
-    return run_exams(CROP, pfs_root, exam_ids, partial(crop_exam, input_root), strict=args.strict)
+    return parser.parse_args(argv)
+
+
+def prepare(args: argparse.Namespace) -> DatumRun:
+    def run(pfs_root: Path) -> int:
+        input_root = pfs_root / SAMPLE_DATA
+        exam_ids = [path.name for path in exam_dirs(input_root)]
+        process = partial(crop_exam, input_root)
+        return run_exams(CROP, pfs_root, exam_ids, process, strict=args.strict)
+
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    return stage_main(CROP, parse_args, prepare, argv)
 
 
 if __name__ == "__main__":

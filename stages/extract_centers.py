@@ -6,10 +6,12 @@ Writes <pfs>/out/<exam>/data.json: the exam dict plus `best_center`.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from functools import partial
 from pathlib import Path
 
+from stages.batching import DatumRun, stage_main
 from stages.core.centers import cc_center, mlo_center
 from stages.core.exam import INPUT_SIZE, VIEWS, view_angle
 from stages.core.orientation import to_facing_right
@@ -21,7 +23,7 @@ from stages.io.exam_files import (
     load_exam,
     read_image,
 )
-from stages.io.pfs import exam_dirs, resolve_pfs_root, write_json
+from stages.io.pfs import exam_dirs, write_json
 from stages.table import CROP, EXTRACT_CENTERS
 
 
@@ -47,20 +49,28 @@ def centers_for_exam(input_root: Path, exam_id: str, staging: Path) -> None:
     write_json(staging / CENTERS_JSON, exam.with_metadata("best_center", best_center).to_dict())
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = stage_parser(EXTRACT_CENTERS, "Find each cropped image's best window centre.")
-    args = parser.parse_args(argv)
-    pfs_root = resolve_pfs_root(args.pfs)
-    input_root = pfs_root / CROP
-    exam_ids = [path.name for path in exam_dirs(input_root)]
-    return run_exams(
-        EXTRACT_CENTERS,
-        pfs_root,
-        exam_ids,
-        partial(centers_for_exam, input_root),
-        upstream_inputs=[CROP],
-        strict=args.strict,
-    )
+    return parser.parse_args(argv)
+
+
+def prepare(args: argparse.Namespace) -> DatumRun:
+    def run(pfs_root: Path) -> int:
+        input_root = pfs_root / CROP
+        return run_exams(
+            EXTRACT_CENTERS,
+            pfs_root,
+            [path.name for path in exam_dirs(input_root)],
+            partial(centers_for_exam, input_root),
+            upstream_inputs=[CROP],
+            strict=args.strict,
+        )
+
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    return stage_main(EXTRACT_CENTERS, parse_args, prepare, argv)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ reference's layout) and heatmaps_provenance.json.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -15,12 +16,13 @@ from typing import Any
 
 import torch
 
+from stages.batching import DatumRun, stage_main
 from stages.core.heatmaps import assemble_heatmap
 from stages.core.orientation import to_facing_right
-from stages.harness import run_exams, stage_parser
+from stages.harness import EXIT_UNUSABLE, run_exams, stage_parser
 from stages.io.exam_files import CENTERS_JSON, HEATMAPS_PROVENANCE, load_exam
 from stages.io.heatmaps_h5 import KINDS, heatmap_path, write_heatmap
-from stages.io.pfs import exam_dirs, resolve_pfs_root, write_json
+from stages.io.pfs import exam_dirs, write_json
 from stages.nets.checkpoints import CheckpointError, load_patch_classifier
 from stages.nets.patch_scoring import (
     CLASS_OF_KIND,
@@ -29,7 +31,14 @@ from stages.nets.patch_scoring import (
     prepare_model,
 )
 from stages.nets.provenance import PATCH_MODEL_FILE, UNVERIFIED_WARNING, file_provenance
-from stages.nets.runtime import EXACT, Precision, add_device_arguments, setup_torch_stage
+from stages.nets.runtime import (
+    EXACT,
+    Precision,
+    TorchSetup,
+    add_device_arguments,
+    setup_torch_stage,
+)
+from stages.nets.weights_cache import WeightsCache
 from stages.table import CROP, EXTRACT_CENTERS, GENERATE_HEATMAPS, MODELS
 
 
@@ -57,7 +66,7 @@ def heatmaps_for_exam(
     write_json(staging / HEATMAPS_PROVENANCE, provenance)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = stage_parser(GENERATE_HEATMAPS, "Patch-classifier heatmaps for each exam.")
     add_device_arguments(parser)
     parser.add_argument(
@@ -66,17 +75,14 @@ def main(argv: list[str] | None = None) -> int:
         default=int(os.environ.get("BCD_HEATMAP_BATCH", "32")),
         help="patches per forward pass (default: $BCD_HEATMAP_BATCH, else 32)",
     )
-    args = parser.parse_args(argv)
-    pfs_root = resolve_pfs_root(args.pfs)
-    model_file = pfs_root / MODELS / PATCH_MODEL_FILE
-    try:
-        setup = setup_torch_stage(GENERATE_HEATMAPS, args.device, args.precision)
-        if not model_file.is_file():
-            raise CheckpointError(f"{model_file}: patch model not found (see models/README.md)")
-        model = prepare_model(load_patch_classifier(model_file, setup.device))
-    except (CheckpointError, ValueError) as error:
-        print(f"bcd {GENERATE_HEATMAPS}: {error}", file=sys.stderr)
-        return 2
+    return parser.parse_args(argv)
+
+
+def load_patch_model(model_file: Path, setup: TorchSetup) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The patch classifier ready to run, and the provenance every exam's heatmaps record."""
+    if not model_file.is_file():
+        raise CheckpointError(f"{model_file}: patch model not found (see models/README.md)")
+    model = prepare_model(load_patch_classifier(model_file, setup.device))
     model_provenance = file_provenance(model_file)
     provenance = {
         "patch_model": model_provenance,
@@ -86,28 +92,50 @@ def main(argv: list[str] | None = None) -> int:
     if not model_provenance["verified"]:
         provenance["warning"] = UNVERIFIED_WARNING
         print(f"bcd {GENERATE_HEATMAPS}: {UNVERIFIED_WARNING} ({model_file})", file=sys.stderr)
-    exam_ids = [path.name for path in exam_dirs(pfs_root / EXTRACT_CENTERS)]
+    return model, provenance
 
-    def process(exam_id: str, staging: Path) -> None:
-        heatmaps_for_exam(
+
+def prepare(args: argparse.Namespace) -> DatumRun:
+    """Torch set up once; each run loads the patch model (again only when it changed)."""
+    setup = setup_torch_stage(GENERATE_HEATMAPS, args.device, args.precision)
+    weights: WeightsCache[tuple[torch.nn.Module, dict[str, Any]]] = WeightsCache(GENERATE_HEATMAPS)
+
+    def run(pfs_root: Path) -> int:
+        model_file = pfs_root / MODELS / PATCH_MODEL_FILE
+        try:
+            model, provenance = weights.get(
+                [model_file], lambda: load_patch_model(model_file, setup)
+            )
+        except CheckpointError as error:
+            print(f"bcd {GENERATE_HEATMAPS}: {error}", file=sys.stderr)
+            return EXIT_UNUSABLE
+
+        def process(exam_id: str, staging: Path) -> None:
+            heatmaps_for_exam(
+                pfs_root,
+                model,
+                setup.device,
+                args.batch_size,
+                provenance,
+                exam_id,
+                staging,
+                setup.precision,
+            )
+
+        return run_exams(
+            GENERATE_HEATMAPS,
             pfs_root,
-            model,
-            setup.device,
-            args.batch_size,
-            provenance,
-            exam_id,
-            staging,
-            setup.precision,
+            [path.name for path in exam_dirs(pfs_root / EXTRACT_CENTERS)],
+            process,
+            upstream_inputs=[CROP, EXTRACT_CENTERS],
+            strict=args.strict,
         )
 
-    return run_exams(
-        GENERATE_HEATMAPS,
-        pfs_root,
-        exam_ids,
-        process,
-        upstream_inputs=[CROP, EXTRACT_CENTERS],
-        strict=args.strict,
-    )
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    return stage_main(GENERATE_HEATMAPS, parse_args, prepare, argv)
 
 
 if __name__ == "__main__":

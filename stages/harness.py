@@ -50,10 +50,15 @@ def error_record(stage: str, error: DataError) -> dict[str, str | None]:
     return {"exam": error.exam, "stage": stage, "file": error.file, "reason": error.reason}
 
 
-# Exit codes: 0 done (data errors recorded), 1 data errors with --strict, 2 unusable
-# arguments or models (the stages' own), 3 outputs could not be written.
+# Exit codes: 0 done (data errors recorded), else one of these.
 EXIT_STRICT_DATA_ERRORS = 1
+EXIT_UNUSABLE = 2  # argparse's own code for bad arguments, too
 EXIT_OUTPUT_UNWRITABLE = 3
+EXIT_MEANINGS = {
+    EXIT_STRICT_DATA_ERRORS: "data errors with --strict",
+    EXIT_UNUSABLE: "unusable arguments or checkpoints, before any exam",
+    EXIT_OUTPUT_UNWRITABLE: "outputs could not be written",
+}
 STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 

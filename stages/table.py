@@ -75,6 +75,24 @@ class Resources:
     timeout_cpu_s: int
 
 
+# Set in transform.env of a batched pipeline: the stage then serves datums through the
+# worker API (stages/batching.py). PPS_WORKER_GRPC_PORT alone cannot say so: Pachyderm sets
+# it in every worker, batched or not.
+DATUM_BATCHING_ENV = "BCD_DATUM_BATCHING"
+
+
+@dataclass(frozen=True)
+class WarmExam:
+    """Seconds one full-size exam takes in a warm worker (set-up done), which size datum sets.
+
+    A batched worker (transform.datum_batching, pachd >= 2.5) starts the stage once per datum
+    set; the renderer makes each set about DATUM_SET_SECONDS of these exams long.
+    """
+
+    gpu_s: float
+    cpu_s: float  # on 2 cores, the request of the torch stages
+
+
 @dataclass(frozen=True)
 class Stage:
     """One pipeline: name (= output repo), entrypoint, image, hardware, input, resources."""
@@ -87,6 +105,7 @@ class Stage:
     resources: Resources
     description: str
     env: Mapping[str, str] = field(default_factory=dict)  # transform.env beyond device/threads
+    batching: WarmExam | None = None  # None: one process per datum (no datum batching)
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -102,6 +121,13 @@ class Stage:
 # The reference averages ten test-time augmentation epochs.
 TTA_ENV = {"BCD_EPOCHS": "10"}
 
+# Warm seconds per full-size exam (WarmExam). GPU: the steady-state target for an exam
+# through both GPU stages, 3 s on an H100 (issue #13), taken for each stage alone, a bound
+# until #13 (c) measures them apart; the single stage adds crop, centres and visualize on
+# the CPU (1.1 + 0.3 + 5.6 s in docs/performance.md): 10 s. 2 CPU cores: the fresh-process
+# figures of docs/performance.md less the ~4 s start-up of a torch stage: generate_heatmaps
+# 206 -> 200 s, classify 29 -> 25 s, every stage of the single stage 235 s.
+#
 # Memory: peak RSS of each stage's process on one full-size exam (demo-0001, 4 views of
 # 3328 x 2560), measured 2026-11-25 on an AMD EPYC with 2 threads (docs/performance.md):
 # crop 232 MiB, extract_centers 80 MiB, generate_heatmaps 1.9 GiB (batch 32),
@@ -135,6 +161,7 @@ DAG: tuple[Stage, ...] = (
         Cross((JoinExams((CROP, EXTRACT_CENTERS)), Whole(MODELS))),
         Resources("3G", 2, 1800, 7200),
         "Benign and malignant patch-classifier heatmaps per image.",
+        batching=WarmExam(gpu_s=3, cpu_s=200),
     ),
     Stage(
         CLASSIFY,
@@ -145,6 +172,7 @@ DAG: tuple[Stage, ...] = (
         Resources("3G", 2, 1800, 7200),
         "Exam-level benign/malignant predictions (image and image+heatmaps models).",
         TTA_ENV,
+        batching=WarmExam(gpu_s=3, cpu_s=25),
     ),
     Stage(
         VISUALIZE,
@@ -175,6 +203,7 @@ SINGLE_STAGE = Stage(
     Resources("4G", 2, 3600, 14400),
     "Every stage in sequence on one exam per datum.",
     TTA_ENV,
+    batching=WarmExam(gpu_s=10, cpu_s=235),
 )
 
 # What `single_stage` runs on its one exam, in order: every per-exam stage of the DAG

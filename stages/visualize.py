@@ -9,14 +9,16 @@ and hang on the right, so the chest walls meet in the middle; CC above MLO.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
+from stages.batching import DatumRun, stage_main
 from stages.harness import run_exams, stage_parser
 from stages.io.exam_files import CROPPED_EXAM_JSON, REPORT_HTML, load_exam, read_cropped_image
 from stages.io.heatmaps_h5 import KINDS
 from stages.io.images import encode_png
-from stages.io.pfs import atomic_write_bytes, exam_dirs, resolve_pfs_root
+from stages.io.pfs import atomic_write_bytes, exam_dirs
 from stages.report.figure import view_figure
 from stages.report.html import ViewImage, exam_report_html
 from stages.report.inputs import read_probability_heatmap
@@ -55,21 +57,31 @@ def write_exam_report(pfs_root: Path, exam_id: str, out_dir: Path) -> None:
     atomic_write_bytes(out_dir / REPORT_HTML, exam_report_html(predictions, images).encode())
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = stage_parser(VISUALIZE, "Heatmap overlays and an HTML report per exam.")
-    args = parser.parse_args(argv)
-    pfs_root = resolve_pfs_root(args.pfs)
-    # Joined per exam in a pipeline; run by hand, every exam any input holds.
+    return parser.parse_args(argv)
+
+
+def prepare(args: argparse.Namespace) -> DatumRun:
     inputs = stage(VISUALIZE).inputs
-    exam_ids = sorted({exam.name for name in inputs for exam in exam_dirs(pfs_root / name)})
-    return run_exams(
-        VISUALIZE,
-        pfs_root,
-        exam_ids,
-        lambda exam_id, out_dir: write_exam_report(pfs_root, exam_id, out_dir),
-        upstream_inputs=inputs,
-        strict=args.strict,
-    )
+
+    def run(pfs_root: Path) -> int:
+        # Joined per exam in a pipeline; run by hand, every exam any input holds.
+        exam_ids = sorted({exam.name for name in inputs for exam in exam_dirs(pfs_root / name)})
+        return run_exams(
+            VISUALIZE,
+            pfs_root,
+            exam_ids,
+            lambda exam_id, out_dir: write_exam_report(pfs_root, exam_id, out_dir),
+            upstream_inputs=inputs,
+            strict=args.strict,
+        )
+
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    return stage_main(VISUALIZE, parse_args, prepare, argv)
 
 
 if __name__ == "__main__":

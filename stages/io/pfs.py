@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,12 @@ STAGING_PREFIX = ".bcd-staging-"
 
 def resolve_pfs_root(cli_value: str | None) -> Path:
     """`--pfs DIR` if given, else $PFS_ROOT, else /pfs."""
-    return Path(cli_value or os.environ.get("PFS_ROOT") or "/pfs")
+    return Path(cli_value) if cli_value else pfs_root_of(os.environ)
+
+
+def pfs_root_of(environment: Mapping[str, str]) -> Path:
+    """The root an environment names: $PFS_ROOT (the local runner's), else /pfs (a cluster's)."""
+    return Path(environment.get("PFS_ROOT") or "/pfs")
 
 
 def fsync_path(path: Path) -> None:

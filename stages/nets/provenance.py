@@ -41,6 +41,12 @@ def file_digests(path: Path) -> tuple[str, str]:
     return blob.hexdigest(), sha256.hexdigest()
 
 
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's content, hex."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
 def is_published(blob_id: str) -> bool:
     """Whether a blob id is one of the published NYU checkpoints."""
     return blob_id in PUBLISHED_BLOB_IDS.values()

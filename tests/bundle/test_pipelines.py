@@ -22,6 +22,8 @@ import pytest
 from helpers import REPO
 from jsonschema import Draft4Validator
 
+from stages import table
+
 SCHEMA_PATH = REPO.parent / "shared" / "pachyderm" / "CreatePipelineRequest.schema.json"
 PIPELINES = REPO / "pipelines"
 RENDER = REPO / "scripts" / "render_pipelines.py"
@@ -35,6 +37,8 @@ ALL_DIRS = (*V2_DIRS, V1_DIR)
 SOURCE_REPOS = {"sample_data", "models"}
 DAG_PIPELINES = {"crop", "extract_centers", "generate_heatmaps", "classify", "visualize", "summary"}
 GPU_PIPELINES = {"generate_heatmaps", "classify"}
+BATCHED_PIPELINES = {"generate_heatmaps", "classify", "breast_cancer"}
+BATCHING_ENV = "BCD_DATUM_BATCHING"
 GPU_LIMIT = {"type": "nvidia.com/gpu", "number": 1}
 
 
@@ -220,12 +224,22 @@ def test_v1_spec_uses_only_1x_fields(path):
     assert isinstance(spec["datum_tries"], int)
 
 
-def test_v1_specs_are_the_default_dag_with_standby():
+def without_batching(spec: dict[str, Any]) -> dict[str, Any]:
+    """A 2.x spec with datum batching (pachd 2.5+) taken out."""
+    spec = {key: value for key, value in spec.items() if key != "datum_set_spec"}
+    transform = {key: value for key, value in spec["transform"].items() if key != "datum_batching"}
+    env = {key: value for key, value in transform.get("env", {}).items() if key != BATCHING_ENV}
+    if env:
+        transform["env"] = env
+    return {**spec, "transform": transform}
+
+
+def test_v1_specs_are_the_default_dag_with_standby_and_no_batching():
     default, v1 = by_name(PIPELINES), by_name(V1_DIR)
     for name, spec in v1.items():
         assert "autoscaling" not in spec, name  # standby: understood by every 1.x since 1.7.1
         assert spec["standby"] is True, name
-        expected = {k: v for k, v in default[name].items() if k != "autoscaling"}
+        expected = {k: v for k, v in without_batching(default[name]).items() if k != "autoscaling"}
         assert {k: v for k, v in spec.items() if k != "standby"} == expected, name
 
 
@@ -335,6 +349,36 @@ def test_spec_retries_times_out_and_requests_resources(path):
     if "BCD_DEVICE" in env:
         assert env["BCD_DEVICE"] in ("auto", "cpu")
         assert int(env["BCD_TORCH_THREADS"]) >= 1
+
+
+@pytest.mark.parametrize("path", V2_SPECS, ids=rel)
+def test_v2_torch_pipelines_batch_datums_and_tell_the_stage(path):
+    spec = load(path)
+    transform = spec["transform"]
+    if spec["pipeline"]["name"] in BATCHED_PIPELINES:
+        assert transform["datum_batching"] is True
+        # Every 2.x worker has PPS_WORKER_GRPC_PORT: the env says the stage is batched.
+        assert transform["env"][BATCHING_ENV] == "1"
+        assert set(spec["datum_set_spec"]) == {"number"}
+    else:
+        assert without_batching(spec) == spec
+
+
+def test_datum_sets_hold_ten_minutes_of_warm_exams():
+    gpu_folders = (PIPELINES, PIPELINES / "single-stage")
+    numbers = {}
+    for folder in (*gpu_folders, PIPELINES / "cpu"):
+        for name, spec in by_name(folder).items():
+            warm = table.stage(name).batching
+            if name in BATCHED_PIPELINES:
+                assert warm is not None
+                number = spec["datum_set_spec"]["number"]
+                seconds = warm.gpu_s if folder in gpu_folders else warm.cpu_s
+                assert 540 <= number * seconds <= 660, (folder, name)
+                numbers[rel(folder / name)] = number
+    # Hundreds of exams per start on a GPU; on 2 CPU cores a few heatmap exams.
+    assert numbers["pipelines/generate_heatmaps"] >= 100
+    assert numbers["pipelines/cpu/generate_heatmaps"] <= 5
 
 
 def test_classifying_pipelines_run_ten_augmentation_epochs():
