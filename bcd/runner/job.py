@@ -8,7 +8,8 @@ under datum batching in datum sets, each set served to one process (see `batch`)
 datum ends the main thread records it and, when it succeeded, checks its paths against the
 repo (two datums may not write the same path) and publishes it. A failed datum fails the
 job, the other datums still run and keep their outputs. Datums run with err_cmd that end
-RECOVERED publish nothing and do not fail the job.
+RECOVERED publish nothing and do not fail the job. Each job has a progress bar, which also
+shows what each running datum is doing (see `progress`).
 """
 
 from __future__ import annotations
