@@ -21,6 +21,7 @@ from stages.io.pfs import (
     upstream_error,
     write_json,
 )
+from stages.progress import exam_started
 
 
 def stage_parser(stage: str, description: str) -> argparse.ArgumentParser:
@@ -106,6 +107,7 @@ def _run_exam(
 ) -> bool:
     """One exam: its outputs, or its error record. False when it failed here."""
     out_root = pfs_root / "out"
+    exam_started(stage, exam_id)
     passed_error = next(
         (
             record

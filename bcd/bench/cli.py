@@ -18,11 +18,12 @@ from typing import Any, TypedDict
 
 import torch
 
-from bcd.bench import deviation, exams, machine, network, ours, reference, scaling
+from bcd.bench import deviation, exams, machine, network, ours, reference, scaling, warm
 from bcd.bench.processes import CommandFailed, Measured, thread_env
 from bcd.bench.report import format_report
 from bcd.models.demo_weights import write_demo_weights
 from stages.core.exam import VIEWS
+from stages.io.pfs import exam_dirs
 from stages.nets.checkpoints import load_patch_classifier
 from stages.nets.patch_scoring import prepare_model
 from stages.nets.provenance import MODEL_FILES, PATCH_MODEL_FILE, file_provenance
@@ -42,10 +43,23 @@ class Defaults(TypedDict):
     scaling: str
     workers_exams: int
     network_patches: int
+    warm_workers: int
 
 
-FULL: Defaults = {"epochs": 10, "scaling": "", "workers_exams": 0, "network_patches": 64}
-QUICK: Defaults = {"epochs": 1, "scaling": "1", "workers_exams": 2, "network_patches": 4}
+FULL: Defaults = {
+    "epochs": 10,
+    "scaling": "",
+    "workers_exams": 0,
+    "network_patches": 64,
+    "warm_workers": 0,
+}
+QUICK: Defaults = {
+    "epochs": 1,
+    "scaling": "1",
+    "workers_exams": 2,
+    "network_patches": 4,
+    "warm_workers": 2,
+}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -95,6 +109,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="exams in the `bcd run --workers 1` vs 2 comparison; 0 skips it (full: 0, quick: 2)",
     )
     parser.add_argument(
+        "--warm-workers",
+        type=int,
+        metavar="N",
+        help="N quick exams through generate_heatmaps and classify in one batched (warm) "
+        "process against one process per exam, and N full-size ones on CUDA when present; "
+        "0 skips it (full: 0, quick: 2)",
+    )
+    parser.add_argument(
         "--pipelines",
         type=Path,
         default=REPO / "pipelines" / "cpu",
@@ -132,9 +154,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ]
     if args.workers_exams is None:
         args.workers_exams = defaults["workers_exams"]
+    if args.warm_workers is None:
+        args.warm_workers = defaults["warm_workers"]
     args.network_patches = defaults["network_patches"]
     if args.threads < 1 or args.epochs < 1 or any(n < 1 for n in args.scaling):
         parser.error("--threads, --epochs and --scaling counts must be at least 1")
+    if args.warm_workers == 1 or args.warm_workers < 0:
+        parser.error("--warm-workers needs at least 2 exams for a steady state (0 skips it)")
     return args
 
 
@@ -398,6 +424,93 @@ def measure_gpu(
     }
 
 
+def measure_warm_workers(
+    sources: list[Path], models: Path, work: Path, args: argparse.Namespace, result: dict[str, Any]
+) -> None:
+    """One warm process against one per exam (`warm`): on the CPU with the quick exam
+    (a full-size one costs ~30 minutes there), on CUDA with full-size exams."""
+    parts: dict[str, Any] = {}
+    result["warm_workers"] = parts
+    quick = sources[0]
+    if not args.quick:
+        quick = exams.shrink_exam(sources[0], work / "quick" / sources[0].name)
+    parts["cpu"] = warm_workers_on("cpu", [quick], models, work / "cpu", args)
+    save_partial(args, result)
+    if args.device != "cpu" and torch.cuda.is_available():
+        full_size = exams.source_exams(args.data)
+        parts["cuda"] = warm_workers_on("cuda", full_size, models, work / "cuda", args)
+        parts["cuda"]["name"] = torch.cuda.get_device_name(0)
+    else:
+        why = "--device cpu" if args.device == "cpu" else "torch sees no CUDA device"
+        parts["cuda"] = {"skipped": f"not measured on CUDA: {why}"}
+        print(f"bcd bench: warm workers {parts['cuda']['skipped']}", file=sys.stderr)
+    save_partial(args, result)
+
+
+def warm_workers_on(
+    device: str, sources: list[Path], models: Path, work: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    """--warm-workers exams (copies of `sources`), crop and centres once, then each
+    model stage unbatched and batched, exact fp32 and, with the fast mode, bf16."""
+    env = thread_env(args.threads)
+    data = exams.exam_set(sources, args.warm_workers, work / SAMPLE_DATA)
+    names = [path.name for path in exam_dirs(data)]
+    prepared = ours.link_inputs(work / "prepared", {SAMPLE_DATA: data, MODELS: models})
+    for stage in ours.PREP_STAGES:
+        ours.run_stage(stage, prepared, work / "prepare.log", env)
+    precisions = ["fp32"]
+    if args.fast and resolve_precision("bf16", torch.device(device)).used == "bf16":
+        precisions.append("bf16")
+    part: dict[str, Any] = {
+        "device": device,
+        "exam": sources[0].name,
+        "exams": len(names),
+        "epochs": args.epochs,
+        "threads": args.threads,
+        "precisions": {},
+    }
+    for precision in precisions:
+        flags = ["--device", device, "--precision", precision]
+        folder = work / precision
+        heatmaps = {
+            mode: warm_heatmaps(folder / GENERATE_HEATMAPS / mode, names)
+            for mode in ("unbatched", "batched")
+        }
+        rows = {
+            GENERATE_HEATMAPS: warm.compare_stage(
+                GENERATE_HEATMAPS,
+                names,
+                prepared,
+                {},
+                models,
+                folder / GENERATE_HEATMAPS,
+                flags,
+                env,
+            ),
+            CLASSIFY: warm.compare_stage(
+                CLASSIFY,
+                names,
+                prepared,
+                heatmaps,
+                models,
+                folder / CLASSIFY,
+                [*flags, "--epochs", str(args.epochs)],
+                env,
+            ),
+        }
+        part["precisions"][precision] = {**rows, "both": warm.both_stages(rows)}
+    return part
+
+
+def warm_heatmaps(runs: Path, names: list[str]) -> Path:
+    """A generate_heatmaps repo of the exams' outputs, which lie in one datum root each."""
+    repo = runs.with_name(f"{runs.name}-repo")
+    repo.mkdir(parents=True)
+    for name in names:
+        (repo / name).symlink_to(runs / name / "out" / name, target_is_directory=True)
+    return repo
+
+
 def save_partial(args: argparse.Namespace, result: dict[str, Any]) -> None:
     """Write what is measured so far to --json, marked incomplete (a run cut short keeps it)."""
     if args.json:
@@ -430,6 +543,8 @@ def run_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     }
     if not args.scaling_only:
         measure_exam(sources[0], models, work, args, result)
+        if args.warm_workers:
+            measure_warm_workers(sources, models, work / "warm", args, result)
     if args.scaling or args.workers_exams:
         measure_scaling(sources, models, work / "scaling", args, result)
     return {**result, "complete": True}

@@ -37,7 +37,37 @@ def format_report(result: dict[str, Any]) -> str:
         lines += _scaling_lines(result["scaling"])
     if result.get("gpu"):
         lines += _gpu_lines(result["gpu"], result.get("stages", {}))
+    for part in result.get("warm_workers", {}).values():
+        lines += _warm_lines(part)
     return "\n".join(lines)
+
+
+def _warm_lines(part: dict[str, Any]) -> list[str]:
+    if "skipped" in part:
+        return ["", f"warm workers: {part['skipped']}"]
+    device = part.get("name", part["device"])
+    lines = [
+        "",
+        f"warm workers on {device}: {part['exams']} exams (copies of {part['exam']}), one "
+        f"batched process against one process per exam; {part['threads']} threads, "
+        f"classify {part['epochs']} epochs",
+        f"  {'stage':<18}{'precision':>10}{'start-up s':>12}{'steady s/exam':>15}"
+        f"{'exams/h':>9}{'batched s':>11}{'unbatched s':>13}{'target s':>10}  target  identical",
+    ]
+    for precision, rows in part["precisions"].items():
+        for stage, row in rows.items():
+            lines.append(
+                f"  {stage:<18}{precision:>10}{_num(row['startup_s'], 2):>12}"
+                f"{_num(row['steady_s_per_exam'], 2):>15}{_num(row['exams_per_hour'], 0):>9}"
+                f"{_num(row['batched_s'], 2):>11}{_num(row['unbatched_s'], 2):>13}"
+                f"{_num(row['target_s'], 2):>10}  {'met' if row['target_met'] else 'not met':<8}"
+                f"{'yes' if row['identical'] else 'NO'}"
+            )
+    lines.append(
+        "  target: batched <= unbatched - (exams - 1) x start-up, +5%; exams/h: per worker "
+        "at steady state; identical: the outputs, byte for byte"
+    )
+    return lines
 
 
 def _deviation_line(deviation: dict[str, Any], against: str) -> str:

@@ -8,7 +8,8 @@ under datum batching in datum sets, each set served to one process (see `batch`)
 datum ends the main thread records it and, when it succeeded, checks its paths against the
 repo (two datums may not write the same path) and publishes it. A failed datum fails the
 job, the other datums still run and keep their outputs. Datums run with err_cmd that end
-RECOVERED publish nothing and do not fail the job.
+RECOVERED publish nothing and do not fail the job. Each job has a progress bar, which also
+shows what each running datum is doing (see `progress`).
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ from tqdm import tqdm
 
 from bcd.runner.datums import Datum, build_datums, datum_hash
 from bcd.runner.errors import RunnerError, StorageError
-from bcd.runner.execute import DatumJob, DatumResult, RunningProcesses, run_datum
+from bcd.runner.execute import DatumJob, DatumResult, RunningProcesses, log_line, run_datum
 from bcd.runner.fileset import RepoFiles
 from bcd.runner.outputs import MergeFault, OutputRepo
+from bcd.runner.progress import ProgressBoard
 from bcd.runner.resources import Slots, plan_slots, slot_env
 from bcd.runner.spec import PipelineSpec
 from bcd.runner.state import FAILED, PROCESSED, RECOVERED, DatumRecord, PipelineState
@@ -167,7 +169,7 @@ def _run_job(
     ) as progress:
         progress.update(summary.skipped)
         recorder = _Recorder(spec, hashes, state, repo, ctx, summary, progress)
-        conflict = _run_datums(spec, todo, job, ctx, recorder)
+        conflict = _run_datums(spec, todo, job, ctx, recorder, progress)
     ok = summary.failed == 0 and conflict is None
     if not ok:
         summary.status = FAILURE
@@ -180,6 +182,9 @@ def _failure_reason(summary: JobSummary) -> str:
     return f"{summary.failed} datum(s) failed; first: datum {first.datum}: {first.reason}"
 
 
+# Before a datum's last progress record, in its log.
+LAST_PROGRESS = "last progress: "
+
 # Runs one task (a datum, or a datum set under batching) on a slot, reporting each datum.
 _SlotTask = Callable[[int, list[Datum], Callable[[Datum, DatumResult], None]], None]
 
@@ -190,46 +195,69 @@ def _run_datums(
     job: DatumJob,
     ctx: JobContext,
     record: Callable[[Datum, DatumResult], str | None],
+    bar: tqdm[Never],
 ) -> str | None:
-    """Run `todo` on the slots; `record(datum, result)` runs in this thread as each ends."""
+    """Run `todo` on the slots; `record(datum, result)` runs in this thread as each ends.
+
+    What each running datum is doing goes on `bar` (see `progress`).
+    """
     if not todo:
         return None
     with ExitStack() as stack:
         if spec.transform.datum_batching:
-            tasks, slots, run_task = _batched(spec, todo, job, ctx, stack)
+            tasks, slots, run_task = _batched(spec, todo, job, ctx, stack, bar)
         else:
             tasks = [[datum] for datum in todo]
             slots = _slots(spec, ctx, len(tasks))
-            run_task = _one_by_one(spec, job, ctx, slots)
+            board = stack.enter_context(_board(spec, ctx, bar))
+            run_task = _one_by_one(spec, job, ctx, slots, board)
         return _run_tasks(tasks, slots, run_task, ctx, record)
+
+
+def _board(spec: PipelineSpec, ctx: JobContext, bar: tqdm[Never]) -> ProgressBoard:
+    folder = ctx.scratch / spec.name / "progress"
+    return ProgressBoard(bar, spec.name, folder, show=ctx.progress)
 
 
 def _slots(spec: PipelineSpec, ctx: JobContext, tasks: int) -> Slots:
     return plan_slots(ctx.workers, spec.gpus_per_datum, ctx.gpus, ctx.cores, tasks)
 
 
-def _one_by_one(spec: PipelineSpec, job: DatumJob, ctx: JobContext, slots: Slots) -> _SlotTask:
+def _one_by_one(
+    spec: PipelineSpec, job: DatumJob, ctx: JobContext, slots: Slots, board: ProgressBoard
+) -> _SlotTask:
     """Each datum in a process of its own."""
 
     def run_task(
         slot: int, datums: list[Datum], report: Callable[[Datum, DatumResult], None]
     ) -> None:
         for datum in datums:
-            result = run_datum(
-                job,
-                datum,
-                ctx.scratch / spec.name / datum.id,
-                ctx.logs / spec.name / f"{datum.id}.log",
-                ctx.processes,
-                slot_env(slots, slots.gpu_sets[slot]),
-            )
+            log = ctx.logs / spec.name / f"{datum.id}.log"
+            with board.running(slot):
+                result = run_datum(
+                    job,
+                    datum,
+                    ctx.scratch / spec.name / datum.id,
+                    log,
+                    ctx.processes,
+                    {**slot_env(slots, slots.gpu_sets[slot]), **board.env(slot)},
+                )
+                last = board.datum_ended(slot)
+            if last is not None:
+                with open(log, "ab") as output:
+                    log_line(output, f"{LAST_PROGRESS}{last}")
             report(datum, result)
 
     return run_task
 
 
 def _batched(
-    spec: PipelineSpec, todo: list[Datum], job: DatumJob, ctx: JobContext, stack: ExitStack
+    spec: PipelineSpec,
+    todo: list[Datum],
+    job: DatumJob,
+    ctx: JobContext,
+    stack: ExitStack,
+    bar: tqdm[Never],
 ) -> tuple[list[list[Datum]], Slots, _SlotTask]:
     """Datum sets, each served to one process by a worker that keeps its pfs root."""
     # Imported only here: it needs pachyderm-sdk, which run_pipelines checked for.
@@ -238,12 +266,13 @@ def _batched(
     sets = datum_sets(todo, spec.datum_set_spec, _slots(spec, ctx, len(todo)).parallel)
     slots = _slots(spec, ctx, len(sets))
     scratch = ctx.scratch / spec.name
+    board = stack.enter_context(_board(spec, ctx, bar))
     workers = [
         stack.enter_context(
             open_worker(
                 scratch / f"worker-{slot}" / "pfs",
                 scratch,
-                slot_env(slots, gpu_set),
+                {**slot_env(slots, gpu_set), **board.env(slot)},
                 ctx.logs / spec.name / f"worker-{slot}.log",
             )
         )
@@ -253,7 +282,17 @@ def _batched(
     def run_task(
         slot: int, datums: list[Datum], report: Callable[[Datum, DatumResult], None]
     ) -> None:
-        run_datum_set(job, datums, workers[slot], ctx.processes, report)
+        worker = workers[slot]
+
+        def ended(datum: Datum, result: DatumResult) -> None:
+            # The command waits in NextDatum: nothing writes the file until the next reply.
+            last = board.datum_ended(slot)
+            if last is not None:
+                log_line(worker.log, f"{LAST_PROGRESS}{last}")
+            report(datum, result)
+
+        with board.running(slot):
+            run_datum_set(job, datums, worker, ctx.processes, ended)
 
     return sets, slots, run_task
 

@@ -18,6 +18,8 @@ from stages.nets.provenance import IMAGE_MODEL_FILE, IMAGEHEATMAPS_MODEL_FILE
 from stages.nets.resnet22 import BasicBlockV2
 from stages.nets.runtime import EXACT, Precision, autocast
 from stages.nets.view_split import label_probabilities
+from stages.progress import exam_steps
+from stages.table import CLASSIFY
 
 # The reference seeds numpy's RandomState once per model run; one exam is one run here.
 AUGMENTATION_SEED = 0
@@ -68,7 +70,7 @@ def predict(
     rng = np.random.RandomState(AUGMENTATION_SEED)
     best_center = exam.metadata["best_center"]
     per_epoch: dict[str, list[np.ndarray]] = {name: [] for name in models}
-    for _ in range(settings.epochs):
+    for _ in exam_steps(CLASSIFY, exam.exam_id, range(settings.epochs), "epochs"):
         windows = {}
         for view in VIEWS:
             index = rng.randint(low=0, high=len(views[view])) if settings.augmentation else 0

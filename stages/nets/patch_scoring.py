@@ -7,13 +7,11 @@ cropped images into the reference's patch grid, `patch_probabilities` scores the
 from __future__ import annotations
 
 import random
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from stages.core.errors import DataError
 from stages.core.exam import VIEWS, Exam
@@ -28,6 +26,8 @@ from stages.core.patches import PATCH_SIZE
 from stages.io.exam_files import CROPPED_IMAGES, read_cropped_image
 from stages.nets.densenet import BENIGN_CLASS, MALIGNANT_CLASS
 from stages.nets.runtime import EXACT, Precision, autocast
+from stages.progress import exam_steps
+from stages.table import GENERATE_HEATMAPS
 
 # The reference seeds Python's random once per run; one exam is one run here.
 STRIDE_SEED = 0
@@ -94,10 +94,8 @@ def patch_probabilities(
             distinct[np.argmax(image.background)] = True
         jobs += [(image_index, int(patch)) for patch in np.flatnonzero(distinct)]
     scores = [np.empty((len(image.corners), 4), np.float32) for image in images]
-    for start in tqdm(
-        range(0, len(jobs), batch_size), desc=progress_label, unit="batch", file=sys.stderr
-    ):
-        batch = jobs[start : start + batch_size]
+    batches = [jobs[start : start + batch_size] for start in range(0, len(jobs), batch_size)]
+    for batch in exam_steps(GENERATE_HEATMAPS, progress_label, batches, "patches", len):
         patches = np.concatenate(
             [cut_patches(images[i].image, [images[i].corners[p]]) for i, p in batch]
         )

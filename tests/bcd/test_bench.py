@@ -12,10 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO, python_module_cmd
+from helpers import REPO, python_module_cmd, write_exam
 
+from bcd.bench.cli import parse_args, warm_workers_on
 from bcd.bench.processes import CommandFailed, run_measured
-from bcd.bench.report import _gpu_lines, format_report
+from bcd.bench.report import _gpu_lines, _warm_lines, format_report
+from bcd.models.demo_weights import write_demo_weights
 
 STAGES = ("crop", "extract_centers", "generate_heatmaps", "classify")
 REPORT_STAGES = ("visualize", "summary")
@@ -59,7 +61,15 @@ def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, Path]:
     result_file = root / "bench.json"
     done = subprocess.run(
         python_module_cmd(
-            "bcd.cli", "bench", "--quick", "--json", str(result_file), "--work", str(root / "w")
+            "bcd.cli",
+            "bench",
+            "--quick",
+            "--warm-workers",
+            "0",  # measured on smaller exams below
+            "--json",
+            str(result_file),
+            "--work",
+            str(root / "w"),
         ),
         capture_output=True,
         text=True,
@@ -160,3 +170,66 @@ def test_gpu_figures_are_printed_beside_the_cpu_run():
     assert "the CPU run (fp32) on e1: heatmaps max 4.80e-07" in lines[5]
     assert "predictions max 1.60e-03" in lines[6]
     assert "GPU Some GPU" in format_report(result)
+
+
+def test_warm_workers_are_part_of_quick_and_need_two_exams(capsys):
+    assert parse_args(["--quick"]).warm_workers == 2
+    assert parse_args([]).warm_workers == 0
+    assert parse_args(["--warm-workers", "3"]).warm_workers == 3
+    with pytest.raises(SystemExit):
+        parse_args(["--warm-workers", "1"])
+    assert "at least 2 exams" in capsys.readouterr().err
+
+
+WARM_ROW_KEYS = {
+    "exams", "unbatched_s", "unbatched_s_per_exam", "unbatched_peak_rss_mib", "batched_s",
+    "batched_ready_s", "batched_datum_s", "batched_peak_rss_mib", "startup_s",
+    "steady_s_per_exam", "exams_per_hour", "target_s", "target_met", "identical",
+}  # fmt: skip
+
+
+def test_one_warm_process_writes_what_one_process_per_exam_writes(tmp_path):
+    """The warm-worker part on 2 small exams, exact fp32 (bf16 runs the same code with
+    another flag): its figures, and the batched outputs equal to the unbatched ones."""
+    write_exam(tmp_path / "sources", "small", size=(380, 480))
+    models = tmp_path / "models"
+    models.mkdir()
+    write_demo_weights(models)
+    args = parse_args(["--quick", "--no-fast"])
+    work = tmp_path / "warm"
+    part = warm_workers_on("cpu", [tmp_path / "sources" / "small"], models, work, args)
+
+    assert (part["device"], part["exam"], part["exams"], part["epochs"]) == ("cpu", "small", 2, 1)
+    assert list(part["precisions"]) == ["fp32"]
+    rows = part["precisions"]["fp32"]
+    assert list(rows) == ["generate_heatmaps", "classify", "both"]
+    for stage in ("generate_heatmaps", "classify"):
+        row = rows[stage]
+        assert row.keys() == WARM_ROW_KEYS
+        assert len(row["unbatched_s_per_exam"]) == len(row["batched_datum_s"]) == 2
+        _positive(row, "unbatched_s", "batched_s", "batched_ready_s", "steady_s_per_exam")
+        assert row["exams_per_hour"] == pytest.approx(3600 / row["steady_s_per_exam"])
+        assert row["target_s"] == pytest.approx(row["unbatched_s"] - row["startup_s"])
+        assert row["identical"] is True
+        # Compared here too: every file of each exam, byte for byte.
+        for exam in ("small", "small-copy1"):
+            alone = work / "fp32" / stage / "unbatched" / exam / "out"
+            warm = work / "fp32" / stage / "batched" / exam / "out"
+            files = sorted(path.relative_to(alone) for path in alone.rglob("*") if path.is_file())
+            assert files == sorted(p.relative_to(warm) for p in warm.rglob("*") if p.is_file())
+            assert {"heatmaps_provenance.json", "predictions.json"} & {f.name for f in files}
+            for file in files:
+                assert (alone / file).read_bytes() == (warm / file).read_bytes(), file
+        log = (work / "fp32" / stage / "stage.log").read_text()
+        assert log.count("BCD_DATUM_BATCHING=1") == 1  # one process served both exams
+        assert log.count("set up once, serving datums") == 1
+    both = rows["both"]
+    assert both["steady_s_per_exam"] == pytest.approx(
+        rows["generate_heatmaps"]["steady_s_per_exam"] + rows["classify"]["steady_s_per_exam"]
+    )
+    table = "\n".join(_warm_lines(part))
+    assert "warm workers on cpu: 2 exams (copies of small)" in table
+    assert table.count(" fp32 ") == 3 and "identical" in table
+    assert _warm_lines({"skipped": "not measured on CUDA: no GPU"})[1] == (
+        "warm workers: not measured on CUDA: no GPU"
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -22,7 +23,9 @@ from typing import Any
 import pytest
 from helpers import REPO, write_exam
 
+from bcd.bench.ours import patch_counts
 from bcd.models.demo_weights import write_demo_weights
+from stages.progress import PROGRESS_FILE_ENV
 
 BCD = str(Path(sys.executable).with_name("bcd"))
 EXAMS = ("exam-0", "exam-1", "exam-2")
@@ -239,3 +242,60 @@ def test_weights_reload_on_new_models_faults_are_retried_data_errors_recorded(
             held = group
     assert loaded == expected
     assert set(loaded) == {sha256["a"][:12], sha256["b"][:12]}
+
+
+def last_progress(log: str) -> list[str]:
+    return re.findall(r"^=== bcd run: last progress: (.*)$", log, flags=re.M)
+
+
+def test_each_datum_reports_its_exam_and_steps_batched_or_not(dag_runs):
+    """The stages' progress reached the runner: each datum's last record, in its log."""
+    batched, unbatched = dag_runs["batched"], dag_runs["unbatched"]
+    # What generate_heatmaps runs through the network, counted again from its inputs.
+    scored = {exam: patch_counts(batched, exam).scored for exam in EXAMS}
+    expected = {
+        "generate_heatmaps": [f"{exam}: {scored[exam]}/{scored[exam]} patches" for exam in EXAMS],
+        "classify": [f"{exam}: 1/1 epochs" for exam in EXAMS],  # BCD_EPOCHS=1
+    }
+    for pipeline, records in expected.items():
+        assert last_progress(worker_log(batched, pipeline)) == records
+        logs = (unbatched / ".bcd" / "logs" / pipeline).glob("*.log")
+        assert sorted(record for log in logs for record in last_progress(log.read_text())) == (
+            records
+        )
+
+
+def test_a_stage_writes_its_progress_only_where_it_is_told(tmp_path, dag_runs, models):
+    """BCD_PROGRESS_FILE set or not, the stage's outputs are the same files, byte for
+    byte, and nothing else appears under the pfs root; set, the record is in that file."""
+    previous = dag_runs["unbatched"]
+    runs = {}
+    for name, extra in (
+        ("told", {PROGRESS_FILE_ENV: str(tmp_path / "progress.json")}),
+        ("not", {}),
+    ):
+        root = tmp_path / name
+        for repo in ("crop", "extract_centers"):
+            shutil.copytree(previous / repo / "exam-0", root / repo / "exam-0")
+        shutil.copytree(models, root / "models")
+        runs[name] = root
+        env = {k: v for k, v in os.environ.items() if k != PROGRESS_FILE_ENV}
+        done = subprocess.run(
+            [sys.executable, "-m", "stages.generate_heatmaps", "--pfs", str(root)],
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+    assert outputs(runs["told"]) == outputs(runs["not"])
+    assert "exam-0/heatmaps_provenance.json" in outputs(runs["told"] / "out")
+    written = json.loads((tmp_path / "progress.json").read_text())
+    scored = patch_counts(previous, "exam-0").scored
+    assert (written["stage"], written["exam"], written["unit"]) == (
+        "generate_heatmaps",
+        "exam-0",
+        "patches",
+    )
+    assert written["done"] == written["total"] == scored
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["not", "progress.json", "told"]
