@@ -1,0 +1,27 @@
+"""Fuzz the stage's PNG reader: any bytes give a greyscale image or a DataError."""
+
+from __future__ import annotations
+
+import sys
+
+import atheris
+import numpy as np
+from fuzzing import input_file
+
+with atheris.instrument_imports(include=["stages"]):
+    from stages.core.errors import DataError
+    from stages.io.images import read_greyscale_png
+
+
+def fuzz_one_input(data: bytes) -> None:
+    path = input_file(data, "image.png")
+    try:
+        image = read_greyscale_png(path, exam="fuzz", file="image.png")
+    except DataError:
+        return
+    assert image.ndim == 2 and image.dtype in (np.uint8, np.uint16), (image.shape, image.dtype)
+
+
+if __name__ == "__main__":
+    atheris.Setup(sys.argv, fuzz_one_input)
+    atheris.Fuzz()
