@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 import png
 import pytest
-from helpers import python_module_cmd, write_exam
+from helpers import png_chunk, python_module_cmd, write_exam
 
 from stages.io.heatmaps_h5 import heatmap_path, write_heatmap
 
@@ -31,10 +31,6 @@ def run_stage(module, pfs, *args):
         text=True,
         timeout=600,
     )
-
-
-def png_chunk(kind, data):
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def bomb_png():

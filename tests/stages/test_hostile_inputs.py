@@ -1,0 +1,217 @@
+"""Hostile inputs at the stage boundaries (issue 15 and what fuzzing found): each is that
+exam's clear error, within the stage's memory request, and the exams after it go on.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import struct
+import subprocess
+import sys
+
+import pytest
+from helpers import png_chunk, python_module_cmd, write_exam
+
+from stages.core.errors import DataError
+from stages.core.exam import exam_from_dict
+from stages.io.exam_files import EXAM_JSON, EXAMPLE_EXAM_LIST, load_input_exam
+from stages.io.exam_lists import load_exam_list
+from stages.io.images import read_greyscale_png
+from stages.io.pfs import read_json
+from stages.table import CROP, stage
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MIB = 1 << 20
+
+
+def idat_claiming_2_gib() -> bytes:
+    """65 bytes: a valid 16-bit greyscale header, then an IDAT whose length says ~2 GiB."""
+    header = struct.pack(">IIBBBBB", 2000, 2000, 16, 0, 0, 0, 0)
+    data = PNG_SIGNATURE + png_chunk(b"IHDR", header)
+    data += png_chunk(b"IDAT", b"\x78\x9c\x63\x00\x00\x00\x01\x00", length=0x7FFF0000)
+    data += png_chunk(b"IEND", b"")
+    assert len(data) == 65
+    return data
+
+
+def nested_json(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def billion_laughs() -> bytes:
+    """~200 bytes of pickle: 9 levels of lists, each holding the one below ten times."""
+    data = b"\x80\x04\x8c\x03lol\x94"  # memo 0: "lol"
+    for level in range(9):
+        data += b"(" + (b"h" + bytes([level])) * 10 + b"l\x94"
+    return data + b"."
+
+
+# Runs argv[1:] as its only child; prints that child's peak RSS (bytes) as its last line.
+PEAK_RSS_OF_CHILD = (
+    "import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode; "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024); sys.exit(code)"
+)
+
+
+def memory_request_bytes(name: str) -> int:
+    memory = stage(name).resources.memory
+    assert memory.endswith("M"), memory  # Kubernetes' M: 10**6 bytes
+    return int(memory[:-1]) * 10**6
+
+
+def run_measured(command: list[str]) -> tuple[subprocess.CompletedProcess[str], int]:
+    """Run `command`: its result and its own peak RSS in bytes."""
+    result = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS_OF_CHILD, *command],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    return result, int(result.stdout.split()[-1])
+
+
+def test_png_whose_idat_claims_2_gib_is_refused_before_decoding(tmp_path):
+    path = tmp_path / "x.png"
+    path.write_bytes(idat_claiming_2_gib())
+    with pytest.raises(DataError, match=r"chunk b'IDAT' at byte 33 claims 2,147,418,112 bytes"):
+        read_greyscale_png(path)
+
+
+def test_png_larger_than_its_header_allows_is_refused_unread(tmp_path):
+    path = tmp_path / "x.png"
+    header = struct.pack(">IIBBBBB", 4, 4, 16, 0, 0, 0, 0)
+    padding = png_chunk(b"tEXt", b"x" * (2 * MIB))  # 2 MiB of text beside 32 bytes of pixels
+    path.write_bytes(PNG_SIGNATURE + png_chunk(b"IHDR", header) + padding)
+    with pytest.raises(DataError, match="larger than its header's image can be"):
+        read_greyscale_png(path)
+
+
+def test_json_nested_1000_deep_is_refused_before_parsing(tmp_path):
+    path = tmp_path / "x.json"
+    path.write_text(nested_json(1000))
+    with pytest.raises(ValueError, match="nested 1,000 levels deep, more than the 32 allowed"):
+        read_json(path)
+    path.write_text('{"a": ["[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["]}')  # in a string
+    assert read_json(path) == {"a": ["[" * 42]}
+
+
+def test_messages_never_repeat_an_unbounded_value():
+    exam = {"horizontal_flip": ["NO"] * 1_000_000, "L-CC": ["a"]}
+    with pytest.raises(DataError) as refused:
+        exam_from_dict("e", exam)
+    assert len(str(refused.value)) < 300
+    assert "'NO', 'NO'" in str(refused.value)
+    looped: list = []
+    looped.append(looped)
+    with pytest.raises(DataError, match=r"\[\[\[\[\.\.\.\]\]\]\]"):
+        exam_from_dict("e", {"horizontal_flip": "NO", "L-CC": looped})
+
+
+def test_image_name_too_long_for_a_file_is_refused(tmp_path):
+    # Before: a 300-character name made opening the image raise ENAMETOOLONG: a crash.
+    exam_dir = tmp_path / "e"
+    exam_dir.mkdir()
+    exam = {"horizontal_flip": "NO"} | {view: [f"{view}x"] for view in ("R-CC", "L-MLO", "R-MLO")}
+    (exam_dir / EXAM_JSON).write_text(json.dumps({**exam, "L-CC": ["a" * 300]}))
+    with pytest.raises(DataError, match="at most 200 characters"):
+        load_input_exam(exam_dir)
+
+
+HOSTILE_PICKLES = {
+    # The issue's examples, each of which escaped the restricted unpickler.
+    "unknown codec (LookupError)": (
+        b"cbuiltins\nstr\n(C\x01xX\x0d\x00\x00\x00no-such-codectR.",
+        "refused to load builtins.str",
+    ),
+    "huge float (OverflowError)": (
+        b"cbuiltins\nfloat\n(L" + b"9" * 400 + b"L\ntR.",
+        "refused to load builtins.float",
+    ),
+    "memo index past sys.maxsize": (
+        b"(lp99999999999999999999999\n.",
+        "memo index <77-bit integer> at byte 2 is beyond the 1 values made so far",
+    ),
+    "12-byte BINBYTES8 (MemoryError)": (
+        b"\x80\x04\x8e" + struct.pack("<Q", 1 << 62) + b".",
+        "bytes8",
+    ),
+    "deep list (RecursionError)": (
+        b"\x80\x02" + b"]" * 100_000 + b"a" * 99_999 + b".",
+        "nested more than 32 levels deep",
+    ),
+    "billion laughs": (billion_laughs(), "more than 1,000,000 values, counting each reference"),
+    # Found here: a dict key nested 300,000 tuples deep crashed the interpreter (SIGSEGV,
+    # hashing recursed in C), before any check of the result could run.
+    "deep tuple as a dict key (SIGSEGV)": (
+        b"\x80\x02}" + b")" + b"\x85" * 300_000 + b"Ns.",
+        "a dict key that is a list, dict or tuple",
+    ),
+    # A number crop would fail to write as JSON (over Python's 4,300 digits).
+    "800,000-bit number": (
+        b"\x80\x02\x8b" + struct.pack("<i", 100_000) + b"\x01" * 100_000 + b".",
+        "a 799,993-bit number at byte 2",
+    ),
+    "one string referenced a thousand times": (
+        b"\x80\x04\x8d" + struct.pack("<Q", MIB) + b"x" * MIB + b"\x94(" + b"h\x00" * 1000 + b"l.",
+        "more than 16,777,216 characters of strings",
+    ),
+    "bytes, which JSON cannot hold": (pickle.dumps([b"x"], protocol=3), "SHORT_BINBYTES"),
+    "a set": (pickle.dumps([{"x"}], protocol=4), "EMPTY_SET"),
+    "an append without a list": (b"\x80\x02}Na.", "APPEND at byte 4 needs a list under it"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_PICKLES))
+def test_hostile_exam_list_is_that_files_clear_error(tmp_path, case):
+    data, words = HOSTILE_PICKLES[case]
+    path = tmp_path / "exam_list.pkl"
+    path.write_bytes(data)
+    with pytest.raises(DataError) as refused:
+        load_exam_list(path)
+    message = str(refused.value)
+    assert message.startswith("exam_list.pkl: cannot read the exam list: ")
+    assert words in message
+    assert len(message) < 400
+
+
+def test_genuine_exam_lists_of_every_protocol_still_load(tmp_path):
+    views = {"L-CC": ["1_L_CC"], "R-CC": ["1_R_CC"], "L-MLO": ["1_L_MLO"], "R-MLO": ["1_R_MLO"]}
+    exam = {"horizontal_flip": "NO", **views, "best_center": {v: [(10, 2)] for v in views}}
+    exams = [exam, {**exam, "horizontal_flip": "YES"}, {"shared": views, "again": views}]
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        path = tmp_path / f"list-{protocol}.pkl"
+        path.write_bytes(pickle.dumps(exams, protocol=protocol))
+        assert load_exam_list(path) == exams, protocol
+
+
+def test_crop_goes_on_after_hostile_exams_within_its_memory_request(pfs):
+    data = pfs / "sample_data"
+    write_exam(data, "a_deep_json")
+    (data / "a_deep_json" / EXAM_JSON).write_text(nested_json(1000))
+    write_exam(data, "b_png_claims_2_gib")
+    (data / "b_png_claims_2_gib" / "b_png_claims_2_gib_L_CC.png").write_bytes(idat_claiming_2_gib())
+    write_exam(data, "c_laughs", layout="example")
+    (data / "c_laughs" / EXAMPLE_EXAM_LIST).write_bytes(billion_laughs())
+    write_exam(data, "d_deep_key", layout="example")
+    (data / "d_deep_key" / EXAMPLE_EXAM_LIST).write_bytes(
+        HOSTILE_PICKLES["deep tuple as a dict key (SIGSEGV)"][0]
+    )
+    write_exam(data, "e_good")
+
+    crop, peak = run_measured(python_module_cmd("stages.crop", "--pfs", str(pfs)))
+    assert crop.returncode == 0, crop.stderr
+    assert "Traceback" not in crop.stderr
+    out = pfs / "out"
+    reasons = {
+        "a_deep_json": (EXAM_JSON, "nested 1,000 levels deep"),
+        "b_png_claims_2_gib": ("b_png_claims_2_gib_L_CC.png", "claims 2,147,418,112 bytes"),
+        "c_laughs": (EXAMPLE_EXAM_LIST, "counting each reference"),
+        "d_deep_key": (EXAMPLE_EXAM_LIST, "a dict key that is a list, dict or tuple"),
+    }
+    for exam_id, (file, words) in reasons.items():
+        record = json.loads((out / exam_id / "error.json").read_text())
+        assert record["stage"] == CROP and record["file"] == file, record
+        assert words in record["reason"], record
+    assert (out / "e_good" / "cropped_exam_list.json").is_file()
+    assert peak < memory_request_bytes(CROP), f"crop peaked at {peak / MIB:.0f} MiB"
