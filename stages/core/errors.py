@@ -50,7 +50,7 @@ def shown(value: Any) -> str:
 _BRIEF_CHARACTERS = 200
 
 
-def brief(error: BaseException) -> str:
+def brief(error: BaseException | str) -> str:
     """A library error's message cut to a line: some quote the whole bad input."""
     text = str(error)
     return text if len(text) <= _BRIEF_CHARACTERS else text[:_BRIEF_CHARACTERS] + "..."

@@ -35,7 +35,7 @@ MAX_DEPTH = 32
 MAX_INTEGER_BITS = 64
 # What a corrupt or hostile file makes reading raise: each is that file's DataError. All of
 # them come from parsing the file's bytes in memory (the file was read before), not faults.
-READ_ERRORS = (pickle.UnpicklingError, EOFError, ValueError)
+READ_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, OverflowError)
 
 _MARK, _LIST, _DICT, _TUPLE, _VALUE = "mark", "list", "dict", "tuple", "value"
 _VALUE_OPCODES = frozenset(
@@ -114,7 +114,8 @@ def check_opcodes(data: bytes) -> None:
     ValueError naming the first offending opcode and its byte.
     """
     scan = _Scan()
-    for opcode, argument, position in pickletools.genops(data):
+    for opcode, argument, offset in pickletools.genops(data):
+        position = offset or 0  # always known here: genops reads from memory
         name, where = opcode.name, f"{opcode.name} at byte {position}"
         if name in _VALUE_OPCODES:
             if isinstance(argument, int) and argument.bit_length() > MAX_INTEGER_BITS:
@@ -181,7 +182,14 @@ def check_opcodes(data: bytes) -> None:
             if len(strings) == 2 and isinstance(strings[0], str) and isinstance(strings[1], str):
                 raise refuse_global(strings[0], strings[1])
             raise pickle.UnpicklingError(f"{where}: a global named by something not a string")
-        elif name not in ("PROTO", "FRAME"):
+        elif name == "FRAME":
+            # The unpickler reads a frame whole: its length must be what the file holds.
+            if not isinstance(argument, int) or argument > len(data) - position:
+                raise pickle.UnpicklingError(
+                    f"corrupt pickle: {where} claims {shown(argument)} bytes, past the "
+                    f"file's {len(data):,}"
+                )
+        elif name != "PROTO":
             raise pickle.UnpicklingError(
                 f"{where}: an exam list is made of lists, dicts, strings and numbers only, "
                 f"never of what {name} makes"

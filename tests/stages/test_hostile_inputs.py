@@ -6,21 +6,29 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import struct
 import subprocess
 import sys
+from pathlib import Path
 
+import h5py
+import numpy as np
 import pytest
-from helpers import png_chunk, python_module_cmd, write_exam
+import torch
+from helpers import TEST_DATA, png_chunk, python_module_cmd, write_exam
 
 from stages.core.errors import DataError
 from stages.core.exam import exam_from_dict
 from stages.io.exam_files import EXAM_JSON, EXAMPLE_EXAM_LIST, load_input_exam
 from stages.io.exam_lists import load_exam_list
+from stages.io.heatmaps_h5 import read_heatmap, write_heatmap
 from stages.io.images import read_greyscale_png
 from stages.io.pfs import read_json
-from stages.table import CROP, stage
+from stages.nets.checkpoints import CheckpointError, check_fits, read_patch_state_dict
+from stages.table import CROP, GENERATE_HEATMAPS, stage
 
+FUZZ_REGRESSIONS = TEST_DATA / "fuzz-regressions"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MIB = 1 << 20
 
@@ -54,10 +62,13 @@ PEAK_RSS_OF_CHILD = (
 )
 
 
+# Kubernetes' decimal suffixes, as the stage table writes memory requests.
+UNITS = {"M": 10**6, "G": 10**9}
+
+
 def memory_request_bytes(name: str) -> int:
     memory = stage(name).resources.memory
-    assert memory.endswith("M"), memory  # Kubernetes' M: 10**6 bytes
-    return int(memory[:-1]) * 10**6
+    return int(memory[:-1]) * UNITS[memory[-1]]
 
 
 def run_measured(command: list[str]) -> tuple[subprocess.CompletedProcess[str], int]:
@@ -215,3 +226,192 @@ def test_crop_goes_on_after_hostile_exams_within_its_memory_request(pfs):
         assert words in record["reason"], record
     assert (out / "e_good" / "cropped_exam_list.json").is_file()
     assert peak < memory_request_bytes(CROP), f"crop peaked at {peak / MIB:.0f} MiB"
+
+
+HEATMAP_SHAPE = (20, 10)  # (H, W); stored transposed, as (10, 20)
+
+
+def read_test_heatmap(path: Path) -> np.ndarray:
+    return read_heatmap(path, HEATMAP_SHAPE, exam="e", file=path.name)
+
+
+def heatmap_file(path: Path, build) -> Path:
+    with h5py.File(path, "w") as h5:
+        build(h5)
+    return path
+
+
+def test_heatmap_declaring_200000_squared_float64_is_refused_unread(tmp_path):
+    # 1.4 KB on disk; reading it before its shape was checked asked for 320 GB.
+    path = heatmap_file(
+        tmp_path / "x.hdf5",
+        lambda h5: h5.create_dataset("image", shape=(200_000, 200_000), dtype=np.float64),
+    )
+    assert path.stat().st_size < 4096
+    with pytest.raises(DataError, match="heatmap is 200000x200000 but its image is 20x10"):
+        read_test_heatmap(path)
+
+
+def test_heatmap_links_to_other_files_or_names_are_refused(tmp_path):
+    elsewhere = tmp_path / "elsewhere.hdf5"
+    write_heatmap(elsewhere, np.ones(HEATMAP_SHAPE, np.float32))
+    assert read_test_heatmap(elsewhere).shape == HEATMAP_SHAPE
+    # Before: followed, so a heatmap file could make the stage open any file.
+    external = heatmap_file(
+        tmp_path / "external.hdf5",
+        lambda h5: h5.__setitem__("image", h5py.ExternalLink(str(elsewhere), "/image")),
+    )
+    with pytest.raises(DataError, match="'image' is an external link, not a dataset stored"):
+        read_test_heatmap(external)
+
+    def soft(h5):
+        h5.create_dataset("data", data=np.ones(HEATMAP_SHAPE[::-1], np.float32))
+        h5["image"] = h5py.SoftLink("/data")
+
+    with pytest.raises(DataError, match="'image' is a soft link"):
+        read_test_heatmap(heatmap_file(tmp_path / "soft.hdf5", soft))
+    # Before: RuntimeError escaped.
+    looped = heatmap_file(
+        tmp_path / "loop.hdf5", lambda h5: h5.__setitem__("image", h5py.SoftLink("/image"))
+    )
+    with pytest.raises(DataError, match="'image' is a soft link"):
+        read_test_heatmap(looped)
+
+
+def test_heatmap_data_kept_in_other_files_is_refused(tmp_path):
+    raw = tmp_path / "pixels.raw"
+    raw.write_bytes(np.ones(200, np.float32).tobytes())
+    external_storage = heatmap_file(
+        tmp_path / "external-storage.hdf5",
+        lambda h5: h5.create_dataset(
+            "image", shape=(10, 20), dtype=np.float32, external=[(str(raw), 0, 800)]
+        ),
+    )
+    with pytest.raises(DataError, match="keeps its data in other files"):
+        read_test_heatmap(external_storage)
+
+    def virtual(h5):
+        layout = h5py.VirtualLayout(shape=(10, 20), dtype=np.float32)
+        layout[:] = h5py.VirtualSource(str(tmp_path / "elsewhere.hdf5"), "image", (10, 20))
+        h5.create_virtual_dataset("image", layout)
+
+    with pytest.raises(DataError, match="keeps its data in other files"):
+        read_test_heatmap(heatmap_file(tmp_path / "virtual.hdf5", virtual))
+
+
+@pytest.mark.parametrize(
+    ("build", "words"),
+    [
+        (lambda h5: h5.create_group("image"), "'image' is a Group, not a dataset"),
+        (lambda h5: h5.create_dataset("other", data=np.ones(3)), "no dataset 'image'"),
+        (
+            lambda h5: h5.create_dataset("image", data=np.ones((10, 20), np.int64)),
+            "heatmap values are int64, not 32- or 64-bit floats",
+        ),
+        (
+            lambda h5: h5.create_dataset(
+                "image", shape=(10, 20), maxshape=(None, None), chunks=(4000, 4000), dtype="f4"
+            ),
+            "chunks larger than itself",
+        ),
+    ],
+    ids=["group", "no-image", "int64", "huge-chunks"],
+)
+def test_heatmap_that_is_not_a_plain_float_dataset_is_refused(tmp_path, build, words):
+    with pytest.raises(DataError, match=words):
+        read_test_heatmap(heatmap_file(tmp_path / "x.hdf5", build))
+
+
+def test_heatmap_file_larger_than_its_heatmap_is_refused_unread(tmp_path):
+    path = tmp_path / "x.hdf5"
+    path.write_bytes(b"\0" * (20 * 10 * 8 + (1 << 20) + 1))
+    with pytest.raises(DataError, match="larger than a 20x10 heatmap can be"):
+        read_test_heatmap(path)
+
+
+@pytest.mark.parametrize(
+    "path", sorted((FUZZ_REGRESSIONS / "heatmaps_h5").iterdir()), ids=lambda path: path.name
+)
+def test_heatmap_files_found_by_fuzzing_are_clear_errors(path):
+    # overflow-in-fileobj-read: an offset past 2**63 made h5py's file driver raise
+    # OverflowError.
+    with pytest.raises(DataError, match="unreadable heatmap file"):
+        read_test_heatmap(path)
+
+
+@pytest.mark.parametrize(
+    "path", sorted((FUZZ_REGRESSIONS / "exam_list").iterdir()), ids=lambda path: path.name
+)
+def test_exam_lists_found_by_fuzzing_are_clear_errors(path):
+    # frame-length-past-maxsize: a FRAME claiming 2**64 bytes made the unpickler raise
+    # OverflowError.
+    with pytest.raises(DataError, match="cannot read the exam list: corrupt pickle"):
+        load_exam_list(path)
+
+
+def torch_file(path: Path, obj, **save_options) -> Path:
+    torch.save(obj, path, **save_options)
+    return path
+
+
+def tiny_model() -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Linear(3, 2))
+
+
+@pytest.mark.parametrize(
+    ("tensor", "words"),
+    [
+        (torch.empty(2, 3, device="meta"), "0.weight (no data (meta tensor))"),
+        (torch.eye(2, 3).to_sparse(), "0.weight (not a plain dense tensor)"),
+        (torch.ones(2, 3, dtype=torch.complex64), "0.weight (torch.complex64 values)"),
+    ],
+    ids=["meta", "sparse", "complex"],
+)
+def test_checkpoint_tensors_a_model_cannot_take_are_refused(tmp_path, tensor, words):
+    # Before: accepted, then load_state_dict raised NotImplementedError / RuntimeError: a
+    # traceback instead of the clear refusal before any exam.
+    path = torch_file(tmp_path / "model.p", {"0.weight": tensor, "0.bias": torch.zeros(2)})
+    with pytest.raises(
+        CheckpointError, match=re.escape(f"model.p: tensors a model cannot take: {words}")
+    ):
+        read_patch_state_dict(path)
+
+
+def test_checkpoint_with_integer_weights_does_not_fit(tmp_path):
+    path = torch_file(
+        tmp_path / "model.p",
+        {"0.weight": torch.ones(2, 3, dtype=torch.int64), "0.bias": torch.zeros(2)},
+    )
+    with pytest.raises(
+        CheckpointError, match=r"kinds of numbers that differ: 0\.weight \(file torch\.int64"
+    ):
+        check_fits(tiny_model(), read_patch_state_dict(path), path)
+
+
+def test_checkpoint_messages_never_repeat_an_unbounded_key(tmp_path):
+    path = torch_file(tmp_path / "model.p", {"k" * 1_000_000: 1, ("t",) * 100_000: torch.ones(1)})
+    with pytest.raises(CheckpointError) as refused:
+        read_patch_state_dict(path)
+    assert len(str(refused.value)) < 500
+
+
+def test_legacy_checkpoint_claiming_a_huge_storage_is_refused_within_memory(tmp_path):
+    saved = tmp_path / "saved.p"
+    torch_file(saved, {"w": torch.ones(4)}, _use_new_zipfile_serialization=False)
+    data = saved.read_bytes()
+    numel = data.index(b"cpuq") + 5  # the storage's element count follows its location
+    assert data[numel : numel + 2] == b"K\x04"
+    hostile = tmp_path / "model.p"
+    hostile.write_bytes(
+        data[:numel] + b"\x8a\x05" + (10**12).to_bytes(5, "little") + data[numel + 2 :]
+    )
+    code = (
+        "import sys; from pathlib import Path; "
+        "from stages.nets.checkpoints import CheckpointError, read_checkpoint\n"
+        "try: read_checkpoint(Path(sys.argv[1]))\n"
+        "except CheckpointError as error: print(error, file=sys.stderr)"
+    )
+    result, peak = run_measured([sys.executable, "-c", code, str(hostile)])
+    assert result.returncode == 0, result.stderr
+    assert "model.p: not a readable torch checkpoint (" in result.stderr
+    assert peak < memory_request_bytes(GENERATE_HEATMAPS), f"{peak / MIB:.0f} MiB"
