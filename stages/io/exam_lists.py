@@ -114,9 +114,19 @@ def check_opcodes(data: bytes) -> None:
     ValueError naming the first offending opcode and its byte.
     """
     scan = _Scan()
+    # The unpickler reads a frame ahead whole and must find whole opcodes in it (the Python
+    # one checks this; the C one would lose its place): frames may not nest, and no opcode
+    # may run past its frame's end.
+    frame_end = previous = 0
     for opcode, argument, offset in pickletools.genops(data):
         position = offset or 0  # always known here: genops reads from memory
         name, where = opcode.name, f"{opcode.name} at byte {position}"
+        if previous < frame_end < position:
+            raise pickle.UnpicklingError(
+                f"corrupt pickle: the opcode at byte {previous} runs past the end of its "
+                f"frame, at byte {frame_end}"
+            )
+        previous = position
         if name in _VALUE_OPCODES:
             if isinstance(argument, int) and argument.bit_length() > MAX_INTEGER_BITS:
                 raise pickle.UnpicklingError(
@@ -183,12 +193,17 @@ def check_opcodes(data: bytes) -> None:
                 raise refuse_global(strings[0], strings[1])
             raise pickle.UnpicklingError(f"{where}: a global named by something not a string")
         elif name == "FRAME":
-            # The unpickler reads a frame whole: its length must be what the file holds.
-            if not isinstance(argument, int) or argument > len(data) - position:
+            if position < frame_end:
+                raise pickle.UnpicklingError(
+                    f"corrupt pickle: {where} begins inside the frame ending at byte {frame_end}"
+                )
+            start = position + 1 + 8  # the opcode and its 8-byte length
+            if not isinstance(argument, int) or argument > len(data) - start:
                 raise pickle.UnpicklingError(
                     f"corrupt pickle: {where} claims {shown(argument)} bytes, past the "
                     f"file's {len(data):,}"
                 )
+            frame_end = start + argument
         elif name != "PROTO":
             raise pickle.UnpicklingError(
                 f"{where}: an exam list is made of lists, dicts, strings and numbers only, "

@@ -170,6 +170,13 @@ HOSTILE_PICKLES = {
     "bytes, which JSON cannot hold": (pickle.dumps([b"x"], protocol=3), "SHORT_BINBYTES"),
     "a set": (pickle.dumps([{"x"}], protocol=4), "EMPTY_SET"),
     "an append without a list": (b"\x80\x02}Na.", "APPEND at byte 4 needs a list under it"),
+    # The C unpickler loses its place when an opcode runs past its frame (fuzzing found a
+    # frame inside a frame: TypeError escaped); the Python one refuses, and so do we.
+    "a string running past its frame": (
+        b"\x80\x04\x95" + struct.pack("<Q", 16) + b"]\x94}\x94\x8c\x04L-CC\x94]\x94"
+        b"\x8c\x060_L_CC\x94asa.",
+        "the opcode at byte 24 runs past the end of its frame, at byte 27",
+    ),
 }
 
 
@@ -344,7 +351,8 @@ def test_heatmap_files_found_by_fuzzing_are_clear_errors(path):
 )
 def test_exam_lists_found_by_fuzzing_are_clear_errors(path):
     # frame-length-past-maxsize: a FRAME claiming 2**64 bytes made the unpickler raise
-    # OverflowError.
+    # OverflowError; frame-inside-a-frame: the C unpickler lost its place, and applied
+    # SETITEMS to a list (TypeError).
     with pytest.raises(DataError, match="cannot read the exam list: corrupt pickle"):
         load_exam_list(path)
 
