@@ -20,7 +20,7 @@ HARNESSES = sorted(FUZZ.glob("fuzz_*.py"))
 # The inputs fuzzing found that once failed, per boundary: replayed through its harness.
 REGRESSIONS = REPO / "tests" / "data" / "fuzz-regressions"
 # Inputs per harness: a few thousand keeps all of them to about a minute.
-RUNS = int(os.environ.get("BCD_FUZZ_SMOKE_RUNS", "3000"))
+RUNS = int(os.environ.get("BCD_FUZZ_SMOKE_RUNS", "2000"))
 # Fixed, so that a failure here reproduces with the same command.
 SEED = 1
 # Only a guard against a hang: a normal run takes seconds.
