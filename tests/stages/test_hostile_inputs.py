@@ -19,13 +19,14 @@ import torch
 from helpers import TEST_DATA, png_chunk, python_module_cmd, write_exam
 
 from stages.core.errors import DataError
-from stages.core.exam import exam_from_dict
+from stages.core.exam import LABELS, exam_from_dict
 from stages.io.exam_files import EXAM_JSON, EXAMPLE_EXAM_LIST, load_input_exam
 from stages.io.exam_lists import load_exam_list
 from stages.io.heatmaps_h5 import read_heatmap, write_heatmap
 from stages.io.images import read_greyscale_png
 from stages.io.pfs import read_json
 from stages.nets.checkpoints import CheckpointError, check_fits, read_patch_state_dict
+from stages.report.predictions import parse_predictions
 from stages.table import CROP, GENERATE_HEATMAPS, stage
 
 FUZZ_REGRESSIONS = TEST_DATA / "fuzz-regressions"
@@ -423,3 +424,19 @@ def test_legacy_checkpoint_claiming_a_huge_storage_is_refused_within_memory(tmp_
     assert result.returncode == 0, result.stderr
     assert "model.p: not a readable torch checkpoint (" in result.stderr
     assert peak < memory_request_bytes(GENERATE_HEATMAPS), f"{peak / MIB:.0f} MiB"
+
+
+@pytest.mark.parametrize("value", [10**400, float("nan"), float("inf"), -0.5, "0.5", True])
+def test_predictions_that_are_not_probabilities_are_clear_errors(value):
+    # Before: a 400-digit integer (valid JSON) raised OverflowError in visualize and summary.
+    probabilities = dict.fromkeys(LABELS, 0.5) | {"left_benign": value}
+    record = {"exam": "e", "models": {"image": probabilities}}
+    with pytest.raises(DataError, match=r'model \'image\': "left_benign" must be a probability'):
+        parse_predictions("e", record)
+
+
+def test_predictions_messages_never_repeat_an_unbounded_value():
+    record = {"exam": "x" * 1_000_000, "models": {}}
+    with pytest.raises(DataError) as refused:
+        parse_predictions("e", record)
+    assert len(str(refused.value)) < 300
