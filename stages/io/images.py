@@ -21,9 +21,11 @@ from stages.core.errors import DataError
 from stages.io.pfs import atomic_write_bytes
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# A full-field mammogram has at most ~25 Mpixel; 60 Mpixel leaves room and still refuses
-# the bomb headers (e.g. 60000 x 60000) before they are decoded.
-MAX_PIXELS = 60_000_000
+# A full-field mammogram has at most ~28 Mpixel (4728 x 5928 at 50 um); 30 Mpixel leaves
+# room, refuses the bomb headers (e.g. 60000 x 60000) before they are decoded, and keeps
+# crop (512M) and extract_centers (256M) within their memory requests on an image of
+# that size, however it is made: 59 Mpixel of tissue took crop to 521 MiB.
+MAX_PIXELS = 30_000_000
 COLOUR_TYPES = {0: "greyscale", 2: "RGB", 3: "palette", 4: "greyscale+alpha", 6: "RGBA"}
 # What a PNG may hold beyond its deflated pixels (ancillary chunks: an ICC profile, text)
 # and deflate's worst-case growth of incompressible rows (5 bytes per 16 KiB block, +1%).
