@@ -81,7 +81,7 @@ def _plain_dataset(h5: h5py.File, stored_shape: tuple[int, int]) -> h5py.Dataset
     """The `image` dataset, checked from its metadata only; DataError (without exam/file)."""
     link = h5.get(DATASET, getlink=True)
     if link is None:
-        raise DataError(f"no dataset {DATASET!r} in the heatmap file")
+        raise DataError(f"unreadable heatmap file (no dataset {DATASET!r} in it)")
     if not isinstance(link, h5py.HardLink):
         kind = _LINK_KINDS.get(type(link), f"a {type(link).__name__}")
         raise DataError(
