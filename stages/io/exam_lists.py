@@ -29,6 +29,9 @@ MAX_EXAM_LIST_BYTES = 16 << 20
 # and characters of strings counted the same way: what writing the list out would produce.
 MAX_VALUES = 1_000_000
 MAX_CHARACTERS = 16 << 20
+# A genuine pickle takes two or three opcodes per value; this bounds the walk's time (a few
+# seconds) on a file of opcodes that make nothing (MARK, POP_MARK, ...).
+MAX_OPCODES = 4 * MAX_VALUES
 # Exam list, exam dict, per-view dict, list, point: a handful of levels.
 MAX_DEPTH = 32
 # Numbers in an exam list are pixel coordinates; bigger ones cannot be written as JSON.
@@ -118,7 +121,9 @@ def check_opcodes(data: bytes) -> None:
     # one checks this; the C one would lose its place): frames may not nest, and no opcode
     # may run past its frame's end.
     frame_end = previous = 0
-    for opcode, argument, offset in pickletools.genops(data):
+    for count, (opcode, argument, offset) in enumerate(pickletools.genops(data)):
+        if count >= MAX_OPCODES:
+            raise pickle.UnpicklingError(f"more than {MAX_OPCODES:,} opcodes: not an exam list")
         position = offset or 0  # always known here: genops reads from memory
         name, where = opcode.name, f"{opcode.name} at byte {position}"
         if previous < frame_end < position:

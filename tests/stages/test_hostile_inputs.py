@@ -170,6 +170,11 @@ HOSTILE_PICKLES = {
     ),
     "bytes, which JSON cannot hold": (pickle.dumps([b"x"], protocol=3), "SHORT_BINBYTES"),
     "a set": (pickle.dumps([{"x"}], protocol=4), "EMPTY_SET"),
+    # MARK, POP_MARK, ...: 4 MB making nothing took the walk twice as long as this bound.
+    "opcodes that make nothing": (
+        b"\x80\x02" + b"(1" * 2_000_001 + b"].",
+        "more than 4,000,000 opcodes",
+    ),
     "an append without a list": (b"\x80\x02}Na.", "APPEND at byte 4 needs a list under it"),
     # The C unpickler loses its place when an opcode runs past its frame (fuzzing found a
     # frame inside a frame: TypeError escaped); the Python one refuses, and so do we.
