@@ -170,7 +170,7 @@ HOSTILE_PICKLES = {
     ),
     "bytes, which JSON cannot hold": (pickle.dumps([b"x"], protocol=3), "SHORT_BINBYTES"),
     "a set": (pickle.dumps([{"x"}], protocol=4), "EMPTY_SET"),
-    # MARK, POP_MARK, ...: 4 MB making nothing took the walk twice as long as this bound.
+    # MARK, POP_MARK, ... 4 MB of opcodes that make nothing: refused at the bound, not walked.
     "opcodes that make nothing": (
         b"\x80\x02" + b"(1" * 2_000_001 + b"].",
         "more than 4,000,000 opcodes",
