@@ -1,4 +1,6 @@
-"""Fuzz the stage's PNG reader: any bytes give a greyscale image or a DataError."""
+"""Fuzz the stage's PNG reader and what crop does with the image: any bytes give a
+greyscale image crop can cut, or a DataError.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +11,9 @@ import numpy as np
 from fuzzing import input_file
 
 with atheris.instrument_imports(include=["stages"]):
+    from stages.core.cropping import crop_image, crop_info
     from stages.core.errors import DataError
+    from stages.core.orientation import crop_mode
     from stages.io.images import read_greyscale_png
 
 
@@ -20,6 +24,13 @@ def fuzz_one_input(data: bytes) -> None:
     except DataError:
         return
     assert image.ndim == 2 and image.dtype in (np.uint8, np.uint16), (image.shape, image.dtype)
+    # The view from the image's first pixel: both crop modes are reached.
+    view = "L-CC" if image.flat[0] % 2 else "R-MLO"
+    try:
+        info = crop_info(image, crop_mode(view, "NO"))
+    except DataError:
+        return
+    crop_image(image, info)
 
 
 if __name__ == "__main__":
