@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 OUT ?= output
 WORKERS ?=
 
-.PHONY: install test test-images lint run sample-data demo-models models bench clean
+.PHONY: install test test-images lint run sample-data demo-models models bench fuzz clean
 
 install: $(STAMP)
 
@@ -42,6 +42,23 @@ run: $(STAMP) demo-models
 	$(BIN)/bcd run --data sample_data --models models --out $(OUT) $(if $(WORKERS),--workers $(WORKERS)) \
 		--summary-json $(OUT)/run-summary.json
 	@echo "Predictions: $(OUT)/summary/predictions.csv   Reports: $(OUT)/summary/index.html"
+
+# Each tests/fuzz/fuzz_<boundary>.py for FUZZ_SECONDS, from its seeds in tests/fuzz/corpus/<boundary>;
+# what it finds goes to $(FUZZ_OUT)/<boundary>/ (corpus/, crashes/), never into the repository.
+FUZZ_SECONDS ?= 600
+FUZZ_RSS_MB ?= 2048
+FUZZ_OUT ?= $(OUT)/fuzz
+fuzz: $(STAMP)
+	@failed=""; for harness in tests/fuzz/fuzz_*.py; do \
+		name=$$(basename $$harness .py); name=$${name#fuzz_}; \
+		mkdir -p $(FUZZ_OUT)/$$name/corpus $(FUZZ_OUT)/$$name/crashes; \
+		echo "== $$name: $(FUZZ_SECONDS) s"; \
+		PYTHONPATH=$(CURDIR) $(BIN)/python $$harness -max_total_time=$(FUZZ_SECONDS) -timeout=2 \
+			-rss_limit_mb=$(FUZZ_RSS_MB) -print_final_stats=1 \
+			-artifact_prefix=$(FUZZ_OUT)/$$name/crashes/ \
+			$(FUZZ_OUT)/$$name/corpus tests/fuzz/corpus/$$name || failed="$$failed $$name"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: crashes in:$$failed (inputs under $(FUZZ_OUT)/*/crashes)"; exit 1; fi
 
 bench: $(STAMP) demo-models
 	$(BIN)/bcd bench --json $(OUT)/bench.json

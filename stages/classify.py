@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from stages.batching import DatumRun, stage_main
+from stages.core.errors import DataError
 from stages.core.exam import LABELS, VIEWS, Exam
 from stages.core.orientation import to_facing_right
 from stages.harness import EXIT_UNUSABLE, run_exams, stage_parser
@@ -28,10 +29,11 @@ from stages.io.exam_files import (
     HEATMAPS_PROVENANCE,
     PREDICTIONS_JSON,
     load_exam,
+    read_exam_json,
     read_image,
 )
 from stages.io.heatmaps_h5 import heatmap_path, read_heatmap
-from stages.io.pfs import atomic_write_bytes, exam_dirs, read_json, write_json
+from stages.io.pfs import atomic_write_bytes, exam_dirs, write_json
 from stages.nets.checkpoints import CheckpointError, load_view_split_classifier
 from stages.nets.exam_scoring import (
     AUGMENTATION_SEED,
@@ -98,7 +100,7 @@ def classify_exam(
     exam_provenance = {**provenance, "input_images_sha256": digests}
     heatmaps_provenance = pfs_root / GENERATE_HEATMAPS / exam_id / HEATMAPS_PROVENANCE
     if "imageheatmaps" in models and heatmaps_provenance.is_file():
-        patch = read_json(heatmaps_provenance)
+        patch = read_heatmaps_provenance(heatmaps_provenance.parent)
         exam_provenance["models"] = {**exam_provenance["models"], "patch": patch["patch_model"]}
         exam_provenance["heatmaps_precision"] = patch.get("precision", "fp32")
         exam_provenance["verified"] = exam_provenance["verified"] and patch["verified"]
@@ -108,6 +110,23 @@ def classify_exam(
         staging / PREDICTIONS_JSON,
         {"exam": exam_id, "models": results, "provenance": exam_provenance},
     )
+
+
+def read_heatmaps_provenance(heatmaps_exam_dir: Path) -> dict[str, Any]:
+    """generate_heatmaps' provenance of an exam; DataError naming it when unusable."""
+    patch = read_exam_json(heatmaps_exam_dir, HEATMAPS_PROVENANCE, "")
+    if not (
+        isinstance(patch, dict)
+        and isinstance(patch.get("patch_model"), dict)
+        and isinstance(patch.get("verified"), bool)
+    ):
+        raise DataError(
+            f"{HEATMAPS_PROVENANCE} does not say which patch model made the heatmaps "
+            '("patch_model", "verified"): regenerate the heatmaps',
+            exam=heatmaps_exam_dir.name,
+            file=HEATMAPS_PROVENANCE,
+        )
+    return patch
 
 
 def env_flag(name: str, default: bool) -> bool:

@@ -6,7 +6,9 @@ import functools
 import json
 import os
 import pickle
+import struct
 import sys
+import zlib
 from pathlib import Path
 from typing import NoReturn
 
@@ -36,6 +38,12 @@ def skip_unless_required(reason: str) -> NoReturn:
     if os.environ.get(REQUIRE_IMAGE_TESTS) == "1":
         pytest.fail(f"{reason} ({REQUIRE_IMAGE_TESTS}=1: it must be installed)", pytrace=False)
     pytest.skip(reason)
+
+
+def png_chunk(kind: bytes, data: bytes, length: int | None = None) -> bytes:
+    """One PNG chunk with its CRC; `length` overrides the length field (a corrupt one)."""
+    size = len(data) if length is None else length
+    return struct.pack(">I", size) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def python_module_cmd(module: str, *args: str) -> list[str]:

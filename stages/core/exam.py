@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from stages.core.errors import DataError
+from stages.core.errors import DataError, shown
 
 VIEWS: tuple[str, ...] = ("L-CC", "R-CC", "L-MLO", "R-MLO")
 ANGLES: tuple[str, ...] = ("CC", "MLO")
@@ -24,6 +24,8 @@ METADATA_KEYS: tuple[str, ...] = (
 LABELS: tuple[str, ...] = ("left_benign", "right_benign", "left_malignant", "right_malignant")
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9._-]+")
+# Under the file systems' 255-byte names, with room for the suffixes the stages add.
+MAX_NAME_LENGTH = 200
 
 
 def view_angle(view: str) -> str:
@@ -40,12 +42,18 @@ def check_name(name: Any, what: str, *, exam: str | None = None, file: str | Non
     """Return `name` if it is a safe file-name component, else raise DataError.
 
     Safe: letters, digits, '.', '_' and '-' only, and not made of dots alone, so that
-    no id can climb out of its directory or hide as a dot-file.
+    no id can climb out of its directory or hide as a dot-file; at most MAX_NAME_LENGTH
+    characters, so that every file named after it can be created.
     """
-    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name) or set(name) == {"."}:
+    if (
+        not isinstance(name, str)
+        or len(name) > MAX_NAME_LENGTH
+        or not _SAFE_NAME.fullmatch(name)
+        or set(name) == {"."}
+    ):
         raise DataError(
-            f"invalid {what} {name!r}: use only letters, digits, '.', '_' and '-' "
-            "(no path separators, no '..')",
+            f"invalid {what} {shown(name)}: use only letters, digits, '.', '_' and '-' "
+            f"(no path separators, no '..'), at most {MAX_NAME_LENGTH} characters",
             exam=exam,
             file=file,
         )
@@ -96,14 +104,14 @@ def exam_from_dict(exam_id: str, exam_dict: Any, *, file: str = "exam.json") -> 
         raise fail(f"must hold a JSON object (the exam dict), not {type(exam_dict).__name__}")
     flip = exam_dict.get("horizontal_flip", None)
     if flip not in FLIP_VALUES:
-        raise fail(f'"horizontal_flip" must be "NO" or "YES", not {flip!r}')
+        raise fail(f'"horizontal_flip" must be "NO" or "YES", not {shown(flip)}')
     images: dict[str, tuple[str, ...]] = {}
     for view in VIEWS:
         names = exam_dict.get(view)
         if names is None:
             raise fail(f'missing view "{view}": every exam needs L-CC, R-CC, L-MLO and R-MLO')
         if not isinstance(names, list) or not names:
-            raise fail(f'view "{view}" must be a non-empty list of image names, not {names!r}')
+            raise fail(f'view "{view}" must be a non-empty list of image names, not {shown(names)}')
         for name in names:
             check_name(name, f'image name in "{view}"', exam=exam_id, file=file)
         images[view] = tuple(names)

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from stages.core.errors import DataError
+from stages.core.errors import DataError, shown
 from stages.core.exam import Exam, exam_from_dict
 from stages.io.exam_lists import load_exam_list
 from stages.io.images import read_greyscale_png
@@ -36,7 +36,7 @@ def read_exam_json(exam_dir: Path, file: str, missing: str) -> Any:
         raise DataError(missing, exam=exam_id, file=file)
     try:
         return read_json(path)
-    except (OSError, ValueError) as error:
+    except ValueError as error:  # an OSError reading it is a fault, not the file's content
         raise DataError(
             f"not valid JSON ({error}): fix the file or re-create it", exam=exam_id, file=file
         ) from error
@@ -73,7 +73,7 @@ def load_input_exam(exam_dir: Path) -> Exam:
     if given != listed:
         as_json, as_listed = given.to_dict(), listed.to_dict()
         differences = "; ".join(
-            f"{key}: {as_json.get(key)!r} vs {as_listed.get(key)!r}"
+            f"{key}: {shown(as_json.get(key))} vs {shown(as_listed.get(key))}"
             for key in dict.fromkeys([*as_json, *as_listed])
             if as_json.get(key) != as_listed.get(key)
         )

@@ -1,7 +1,10 @@
 """Greyscale PNG reading and writing with the checks a pipeline over real data needs.
 
 The header is read before any pixel is decoded, so a colour image, an unsupported bit
-depth or a decompression bomb is refused by name at the cost of a few bytes.
+depth or a decompression bomb is refused by name at the cost of a few bytes; then the
+file's size and every chunk's length are checked against what that header allows before
+the decoder sees the bytes, so a length field claiming gigabytes cannot make it allocate
+them.
 """
 
 from __future__ import annotations
@@ -18,10 +21,20 @@ from stages.core.errors import DataError
 from stages.io.pfs import atomic_write_bytes
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# A full-field mammogram has at most ~25 Mpixel; 60 Mpixel leaves room and still refuses
-# the bomb headers (e.g. 60000 x 60000) before they are decoded.
-MAX_PIXELS = 60_000_000
+# A full-field mammogram has at most ~28 Mpixel (4728 x 5928 at 50 um); 30 Mpixel leaves
+# room, refuses the bomb headers (e.g. 60000 x 60000) before they are decoded, and keeps
+# crop (512M) and extract_centers (256M) within their memory requests on an image of
+# that size, however it is made: 59 Mpixel of tissue took crop to 521 MiB.
+MAX_PIXELS = 30_000_000
 COLOUR_TYPES = {0: "greyscale", 2: "RGB", 3: "palette", 4: "greyscale+alpha", 6: "RGBA"}
+# What a PNG may hold beyond its deflated pixels (ancillary chunks: an ICC profile, text)
+# and deflate's worst-case growth of incompressible rows (5 bytes per 16 KiB block, +1%).
+PNG_OVERHEAD_BYTES = 1 << 20
+# A chunk header (length, type) and its CRC.
+CHUNK_FRAME = 12
+# libpng writes IDAT chunks of at least 8 KiB; this many chunks is far beyond any real file
+# and bounds the walk over a file made of empty chunks.
+MAX_CHUNKS = 100_000
 # Fast deflate: the cropped images are intermediate files, read once downstream.
 PNG_WRITE_COMPRESSION = 1
 
@@ -85,14 +98,9 @@ def read_greyscale_png(
             exam=exam,
             file=file,
         )
-    if not _ends_with_iend(path):
-        raise DataError(
-            "truncated PNG (no IEND chunk at the end): the copy is incomplete; copy or "
-            "export it again",
-            exam=exam,
-            file=file,
-        )
-    image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    data = _read_bounded(path, _max_file_size(header), exam=exam, file=file)
+    _check_chunks(data, exam=exam, file=file)
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     expected_dtype = np.uint16 if header.bit_depth == 16 else np.uint8
     if (
         image is None
@@ -107,12 +115,57 @@ def read_greyscale_png(
     return image
 
 
-def _ends_with_iend(path: Path) -> bool:
+def _max_file_size(header: PngHeader) -> int:
+    """The largest file the header's image can be: its rows stored, each with a filter byte."""
+    raw = header.height * (1 + header.width * header.bit_depth // 8)
+    return raw + raw // 100 + PNG_OVERHEAD_BYTES
+
+
+def _read_bounded(path: Path, limit: int, *, exam: str | None, file: str | None) -> bytes:
+    """The file's bytes, refused without reading them when it is larger than `limit`."""
     with open(path, "rb") as handle:
-        handle.seek(0, 2)
-        size = handle.tell()
-        handle.seek(max(0, size - 12))
-        return handle.read(12)[4:8] == b"IEND"
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise DataError(
+            f"PNG file is larger than its header's image can be ({limit:,} bytes at most): "
+            "it holds something else; re-export or re-ingest the image",
+            exam=exam,
+            file=file,
+        )
+    return data
+
+
+def _check_chunks(data: bytes, *, exam: str | None, file: str | None) -> None:
+    """Every chunk's length fits in the file, and IEND ends it; DataError naming the chunk.
+
+    The header (signature, IHDR) was checked by read_png_header.
+    """
+    position, chunks = len(PNG_SIGNATURE), 0
+    while position + CHUNK_FRAME <= len(data) and chunks < MAX_CHUNKS:
+        length, kind = struct.unpack_from(">I4s", data, position)
+        end = position + CHUNK_FRAME + length
+        if end > len(data):
+            raise DataError(
+                f"truncated or corrupt PNG: chunk {kind!r} at byte {position:,} claims "
+                f"{length:,} bytes but the file ends {len(data) - position - CHUNK_FRAME:,} "
+                "bytes later; copy or export it again",
+                exam=exam,
+                file=file,
+            )
+        if kind == b"IEND":
+            return
+        position, chunks = end, chunks + 1
+    if chunks >= MAX_CHUNKS:
+        raise DataError(
+            f"corrupt PNG: more than {MAX_CHUNKS:,} chunks; re-export or re-ingest the image",
+            exam=exam,
+            file=file,
+        )
+    raise DataError(
+        "truncated PNG (no IEND chunk at the end): the copy is incomplete; copy or export it again",
+        exam=exam,
+        file=file,
+    )
 
 
 def encode_png(image: np.ndarray, compression: int = PNG_WRITE_COMPRESSION) -> bytes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -16,8 +17,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 ERROR_RECORD = "error.json"
 STAGING_PREFIX = ".bcd-staging-"
+# An exam's JSON files are a few KB and a few levels deep: anything beyond these bounds is
+# refused before parsing, so that a hostile file can exhaust neither memory nor the stack of
+# the parser and of whatever walks the parsed value.
+MAX_JSON_BYTES = 16 << 20
+MAX_JSON_DEPTH = 32
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_A_BRACKET = re.compile(r"[^\[\]{}]+")
 
 
 def resolve_pfs_root(cli_value: str | None) -> Path:
@@ -62,8 +72,31 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
-    """Parse a JSON file (errors propagate: callers turn them into error records)."""
-    return json.loads(path.read_text(encoding="utf-8"))
+    """Parse a JSON file; ValueError when it is not UTF-8 JSON within the size and depth
+    bounds (callers turn it into an error record). OSError propagates: a fault, not data.
+    """
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_JSON_BYTES + 1)
+    if len(data) > MAX_JSON_BYTES:
+        raise ValueError(f"larger than {MAX_JSON_BYTES:,} bytes, far more than an exam's JSON")
+    text = data.decode("utf-8")
+    depth = json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"nested {depth:,} levels deep, more than the {MAX_JSON_DEPTH} allowed")
+    return json.loads(text)
+
+
+def json_depth(text: str) -> int:
+    """How deeply the brackets of a JSON text nest (brackets inside strings not counted).
+
+    Exact for valid JSON; for invalid JSON at least the depth a parser would reach.
+    """
+    brackets = _NOT_A_BRACKET.sub("", _JSON_STRING.sub("", text)).encode("ascii")
+    if not brackets:
+        return 0
+    codes = np.frombuffer(brackets, dtype=np.uint8)
+    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1)
+    return int(np.cumsum(steps).max())
 
 
 def exam_dirs(input_root: Path) -> list[Path]:
@@ -87,7 +120,7 @@ def upstream_error(exam_dir: Path) -> dict[str, Any] | None:
         return None
     try:
         record = read_json(path)
-    except (OSError, ValueError) as error:
+    except ValueError as error:
         record = f"unreadable error record ({error})"
     if isinstance(record, dict):
         return record

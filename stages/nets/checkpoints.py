@@ -1,13 +1,18 @@
 """Loading checkpoints safely and checking that they fit the model before using them.
 
 Files are read with `torch.load(..., weights_only=True)`: only tensors and plain
-containers are rebuilt, so a pickle that would run code is refused, not executed. The
-layouts are the published ones: the patch model is a bare state dict, the classifiers
-are {"model": state_dict}.
+containers are rebuilt, so a pickle that would run code is refused, not executed. A file is
+read into memory first (bounded in size), so that what torch raises on it is about its
+content: a CheckpointError naming the file, while a fault reading the disk, or memory really
+running out, propagates as itself. Every tensor must be plain data the model can take (on the
+CPU, strided, not quantized, nested or without data), with the model's shapes and kind of
+numbers. The layouts are the published ones: the patch model is a bare state dict, the
+classifiers are {"model": state_dict}.
 """
 
 from __future__ import annotations
 
+import io
 import pickle
 import warnings
 from collections.abc import Mapping
@@ -17,6 +22,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from stages.core.errors import brief, shown
 from stages.nets.densenet import PatchDenseNet121
 from stages.nets.provenance import (
     IMAGE_MODEL_FILE,
@@ -33,6 +39,9 @@ from stages.nets.view_split import (
 
 ModelT = TypeVar("ModelT", bound=nn.Module)
 _SHOWN_KEYS = 5
+_SHOWN_KEY_CHARACTERS = 80
+# The published checkpoints are under 100 MB; this is far above any model here.
+MAX_CHECKPOINT_BYTES = 1 << 30
 # Buffers some torch versions do not save; eval-mode inference never reads them.
 _OPTIONAL_SUFFIX = ".num_batches_tracked"
 
@@ -45,23 +54,36 @@ def read_checkpoint(path: Path) -> Any:
     """The object stored in a torch checkpoint, rebuilt with weights_only loading."""
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file (see models/README.md for the weights)")
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_CHECKPOINT_BYTES + 1)
+    if len(data) > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(
+            f"{path}: larger than {MAX_CHECKPOINT_BYTES:,} bytes, far more than these models' "
+            "weights (see models/README.md)"
+        )
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except MemoryError:
+        raise  # memory running out: a fault, never the file's content
     except pickle.UnpicklingError as error:
         raise CheckpointError(
             f"{path}: refused: not made of tensors and plain containers only (a pickle that "
             "could run code, or a damaged file); nothing in it was executed "
-            f"({_last_detail(str(error))})"
+            f"({brief(_last_detail(str(error)))})"
         ) from error
     except Exception as error:
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({error})") from error
+        # Whatever torch raises parsing bytes in memory (each kind of damage raises its own
+        # type) is about the file; the read above was the only disk access.
+        raise CheckpointError(
+            f"{path}: not a readable torch checkpoint ({brief(error)})"
+        ) from error
 
 
 def as_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     """`obj` as a state dict (str -> tensor); CheckpointError naming `path` otherwise."""
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state dict")
-    not_named = [repr(key) for key in obj if not isinstance(key, str)]
+    not_named = [shown(key) for key in obj if not isinstance(key, str)]
     if not_named:
         raise CheckpointError(
             f"{path}: not a state dict; keys that are not names: {_first(not_named)}"
@@ -72,7 +94,23 @@ def as_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
             f"{path}: not a plain state dict of tensors; entries that are not tensors: "
             f"{_first(not_tensors)}"
         )
+    unusable = [f"{key} ({problem})" for key, value in obj.items() if (problem := _unusable(value))]
+    if unusable:
+        raise CheckpointError(f"{path}: tensors a model cannot take: {_first(unusable)}")
     return dict(obj)
+
+
+def _unusable(tensor: torch.Tensor) -> str | None:
+    """Why a loaded tensor cannot be model weights, or None."""
+    if tensor.is_meta:
+        return "no data (meta tensor)"
+    if tensor.device.type != "cpu":
+        return f"on {tensor.device}"
+    if tensor.is_nested or tensor.is_quantized or tensor.layout != torch.strided:
+        return "not a plain dense tensor"
+    if tensor.is_complex() or tensor.dtype == torch.bool:
+        return f"{tensor.dtype} values"
+    return None
 
 
 def read_patch_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -101,12 +139,19 @@ def check_fits(model: nn.Module, state_dict: Mapping[str, torch.Tensor], path: P
         for k in state_dict
         if k in expected and state_dict[k].shape != expected[k].shape
     ]
+    # Weights may be stored in another precision, but not as integers (or the converse).
+    mistyped = [
+        f"{k} (file {state_dict[k].dtype}, model {expected[k].dtype})"
+        for k in state_dict
+        if k in expected and state_dict[k].is_floating_point() != expected[k].is_floating_point()
+    ]
     problems = [
         f"{len(keys)} {what}: {_first(keys)}"
         for what, keys in (
             ("missing keys", missing),
             ("unexpected keys", unexpected),
             ("shape mismatches", misshapen),
+            ("kinds of numbers that differ", mistyped),
         )
         if keys
     ]
@@ -191,11 +236,16 @@ def _last_detail(message: str) -> str:
 
 
 def _first(items: list[str]) -> str:
-    shown = ", ".join(items[:_SHOWN_KEYS])
-    return shown + (f", ... ({len(items) - _SHOWN_KEYS} more)" if len(items) > _SHOWN_KEYS else "")
+    """The first few items (each cut to a line: keys come from the file) and how many more."""
+    cut = [
+        item if len(item) <= _SHOWN_KEY_CHARACTERS else item[:_SHOWN_KEY_CHARACTERS] + "..."
+        for item in items[:_SHOWN_KEYS]
+    ]
+    more = f", ... ({len(items) - _SHOWN_KEYS} more)" if len(items) > _SHOWN_KEYS else ""
+    return ", ".join(cut) + more
 
 
 def _describe(obj: Any) -> str:
     if isinstance(obj, Mapping):
-        return "a dict with keys " + _first([repr(key) for key in obj])
+        return "a dict with keys " + _first([shown(key) for key in obj])
     return f"a {type(obj).__name__}"

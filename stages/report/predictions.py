@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stages.core.errors import DataError
+from stages.core.errors import DataError, shown
 from stages.core.exam import LABELS
 from stages.io.exam_files import PREDICTIONS_JSON, read_exam_json
 from stages.nets.provenance import UNVERIFIED_WARNING
@@ -49,7 +48,7 @@ def parse_predictions(
     if not isinstance(record, dict):
         raise fail("must hold a JSON object")
     if record.get("exam") != exam_id:
-        raise fail(f'"exam" is {record.get("exam")!r}, expected {exam_id!r}')
+        raise fail(f'"exam" is {shown(record.get("exam"))}, expected {exam_id!r}')
     models = record.get("models")
     if not isinstance(models, dict) or not models:
         raise fail('"models" must map at least one model name to its four probabilities')
@@ -60,18 +59,19 @@ def parse_predictions(
     for name in sorted(models, key=_model_order):
         probabilities = models[name]
         if not isinstance(probabilities, dict):
-            raise fail(f'model "{name}" must map the labels to probabilities')
+            raise fail(f"model {shown(name)} must map the labels to probabilities")
         parsed[name] = {}
         for label in LABELS:
             value = probabilities.get(label)
+            # Compared as they are (NaN and infinities fail too): a huge int has no float.
             if (
                 isinstance(value, bool)
                 or not isinstance(value, int | float)
-                or not math.isfinite(value)
                 or not 0.0 <= value <= 1.0
             ):
                 raise fail(
-                    f'model "{name}": "{label}" must be a probability in [0, 1], not {value!r}'
+                    f'model {shown(name)}: "{label}" must be a probability in [0, 1], '
+                    f"not {shown(value)}"
                 )
             parsed[name][label] = float(value)
     return ExamPredictions(exam_id, parsed, provenance)

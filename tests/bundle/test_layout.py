@@ -19,6 +19,19 @@ def test_no_test_module_imports_another():
         imports = [
             line
             for line in path.read_text().splitlines()
-            if line.startswith(("from test_", "import test_"))
+            if line.startswith(("from test_", "import test_", "from fuzz_", "import fuzz_"))
         ]
-        assert imports == [], f"{path}: share helpers through tests/helpers.py instead"
+        assert imports == [], (
+            f"{path}: share helpers through tests/helpers.py (fuzz harnesses: "
+            "tests/fuzz/fuzzing.py) instead"
+        )
+
+
+def test_fuzz_harnesses_follow_the_convention():
+    # tests/fuzz/test_fuzz_smoke.py and `make fuzz` run every fuzz_<boundary>.py as a script
+    # with the seeds in tests/fuzz/corpus/<boundary>/.
+    for path in (REPO / "tests" / "fuzz").glob("fuzz_*.py"):
+        text = path.read_text()
+        assert "def fuzz_one_input(data: bytes) -> None:" in text, path
+        assert "atheris.instrument_imports(" in text, path
+        assert 'if __name__ == "__main__":' in text, path

@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 import png
 import pytest
-from helpers import python_module_cmd, write_exam
+from helpers import png_chunk, python_module_cmd, write_exam
 
 from stages.io.heatmaps_h5 import heatmap_path, write_heatmap
 
@@ -31,10 +31,6 @@ def run_stage(module, pfs, *args):
         text=True,
         timeout=600,
     )
-
-
-def png_chunk(kind, data):
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def bomb_png():
@@ -141,16 +137,18 @@ def test_malicious_or_mismatched_checkpoint_is_refused_before_any_exam(pfs, modu
 
 
 def test_classify_heatmap_missing_or_misshapen_fails_only_that_exam(tmp_path):
-    """Two exams with heatmaps; one loses a heatmap file, one gets a wrong-shaped one."""
+    """Exams with heatmaps; one loses a heatmap file, one gets a wrong-shaped one, one an
+    external link to another file, one a provenance that is not JSON."""
     pfs = tmp_path / "pfs"
     data = pfs / "sample_data"
-    for exam in ("good", "missing", "misshapen"):
+    exams = ("good", "missing", "misshapen", "linked", "bad_provenance")
+    for exam in exams:
         write_exam(data, exam, size=(800, 600))
     assert run_stage("stages.crop", pfs).returncode == 0
     os.replace(pfs / "out", pfs / "crop")
     assert run_stage("stages.extract_centers", pfs).returncode == 0
     os.replace(pfs / "out", pfs / "extract_centers")
-    for exam in ("good", "missing", "misshapen"):
+    for exam in exams:
         cropped = json.loads((pfs / "crop" / exam / "cropped_exam_list.json").read_text())
         for view in ("L-CC", "R-CC", "L-MLO", "R-MLO"):
             name = cropped[view][0]
@@ -166,6 +164,11 @@ def test_classify_heatmap_missing_or_misshapen_fails_only_that_exam(tmp_path):
     misshapen = heatmap_path(pfs / "generate_heatmaps" / "misshapen", "malignant", "misshapen_L_CC")
     with h5py.File(misshapen, "w") as h5:
         h5.create_dataset("image", data=np.zeros((10, 20), np.float32))
+    linked = heatmap_path(pfs / "generate_heatmaps" / "linked", "benign", "linked_L_CC")
+    with h5py.File(linked, "w") as h5:
+        good = heatmap_path(pfs / "generate_heatmaps" / "good", "benign", "good_L_CC")
+        h5["image"] = h5py.ExternalLink(str(good), "/image")
+    (pfs / "generate_heatmaps" / "bad_provenance" / "heatmaps_provenance.json").write_text("{")
     subprocess.run(
         python_module_cmd("bcd.cli", "models", "demo", str(pfs / "models")),
         check=True,
@@ -180,3 +183,9 @@ def test_classify_heatmap_missing_or_misshapen_fails_only_that_exam(tmp_path):
     assert "heatmap missing" in missing["reason"]
     wrong = json.loads((out / "misshapen" / "error.json").read_text())
     assert "20x10" in wrong["reason"] and "regenerate" in wrong["reason"]
+    link = json.loads((out / "linked" / "error.json").read_text())
+    assert link["file"] == "heatmaps/heatmap_benign/linked_L_CC.hdf5"
+    assert "'image' is an external link" in link["reason"]
+    provenance = json.loads((out / "bad_provenance" / "error.json").read_text())
+    assert provenance["file"] == "heatmaps_provenance.json"
+    assert "not valid JSON" in provenance["reason"]

@@ -5,14 +5,10 @@ import cv2
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from helpers import NYU_SAMPLE
+from helpers import NYU_SAMPLE, png_chunk
 
 from stages.core.errors import DataError
 from stages.io.images import read_greyscale_png, write_png
-
-
-def png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def test_real_mammogram_reads_as_uint16_like_imageio():
