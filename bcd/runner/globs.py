@@ -50,6 +50,9 @@ _TERMS_BREAKERS = _EXTENDED_BREAKERS + "},"
 # Far beyond any real glob (Pachyderm's are a few dozen characters): refused, not compiled.
 MAX_GLOB_LENGTH = 1000
 MAX_GLOB_NESTING = 64  # tree levels: a group is two (the group and its alternative)
+# Matching is polynomial, but a huge glob on a huge path still adds up: past this many
+# steps (seconds; a real glob on a real path takes a few thousand) it is refused.
+MAX_MATCH_STEPS = 1_000_000
 
 
 def clean_path(path: str) -> str:
@@ -497,6 +500,10 @@ class _Compiler:
         self._patch(until, c=self._here())
 
 
+class _TooManySteps(Exception):
+    """A match ran past MAX_MATCH_STEPS."""
+
+
 class _Matcher:
     """One path against one compiled glob.
 
@@ -512,7 +519,7 @@ class _Matcher:
     A negation only asks whether its alternatives match at a position, which depends on no
     priority: `_starts` answers it for every position at once, by reachability over
     (instruction, position) pairs from the last position back, in O(m * n). So a whole
-    match takes O(m * d * n) steps.
+    match takes O(m * d * n) steps; past MAX_MATCH_STEPS it is refused (a GlobError).
     """
 
     def __init__(self, text: str, slots: int, loops: int):
@@ -520,6 +527,12 @@ class _Matcher:
         self.slots = slots
         self.loops = loops
         self.negations: dict[int, list[bool]] = {}
+        self.steps_left = MAX_MATCH_STEPS
+
+    def _spend(self, steps: int) -> None:
+        self.steps_left -= steps
+        if self.steps_left < 0:
+            raise _TooManySteps
 
     def run(self, program: _Program) -> tuple[int, ...] | None:
         """The capture slots of the first match in priority order, or None."""
@@ -533,6 +546,7 @@ class _Matcher:
                 if state in seen:
                     break
                 seen.add(state)
+                self._spend(1 + len(state[2]))
                 opcode, a, b, c = code[pc]
                 if opcode <= _CLASS:
                     step = self._consumed(opcode, a, pos)
@@ -636,6 +650,7 @@ class _Matcher:
                     reached[before] = 1
                     pending.append(before)
             rows[pos] = reached
+            self._spend(len(code))
         starts = [bool(row[0]) for row in rows]
         self.negations[id(program)] = starts
         return starts
@@ -659,7 +674,13 @@ class Glob:
     def _match(self, path: str) -> tuple[int, ...] | None:
         compiler = self._compiler
         matcher = _Matcher(path, 2 * compiler.groups + 2, compiler.loop_count)
-        return matcher.run(self._program)
+        try:
+            return matcher.run(self._program)
+        except _TooManySteps:
+            raise GlobError(
+                f"glob {_shown(self.pattern)} takes more than {MAX_MATCH_STEPS:,} steps to "
+                f"match the path {_shown(path)}: use a shorter, simpler glob"
+            ) from None
 
     def matches(self, path: str) -> bool:
         """Whether a file ("/a/b") or directory ("/a/") entry is selected by this glob."""

@@ -7,6 +7,7 @@ of the regex ohmyglob builds: exponential at worst, so it only sees short globs 
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import subprocess
@@ -16,9 +17,18 @@ import warnings
 from collections.abc import Callable
 
 import pytest
+from runner_sandbox import Sandbox, pfs, pipeline
 
 from bcd.runner.errors import GlobError
-from bcd.runner.globs import MAX_GLOB_LENGTH, Glob, _Lexer, _Node, _parse, clean_path
+from bcd.runner.globs import (
+    MAX_GLOB_LENGTH,
+    MAX_MATCH_STEPS,
+    Glob,
+    _Lexer,
+    _Node,
+    _parse,
+    clean_path,
+)
 
 Found = tuple[int, dict[int, tuple[int, int]]] | None
 Continuation = Callable[[int, dict[int, tuple[int, int]]], Found]
@@ -41,15 +51,22 @@ HOSTILE = [
 def test_hostile_globs_finish() -> None:
     """Run in a child with a generous limit: a hang fails the test instead of stalling it."""
     script = textwrap.dedent(
-        f"""
+        """
+        import json, sys
         from bcd.runner.globs import Glob
-        for pattern, path, _ in {HOSTILE!r}:
+        for pattern, path, _ in json.load(sys.stdin):
             print(Glob(pattern).matches(path))
         """
     )
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True
+        [sys.executable, "-c", script],
+        input=json.dumps(HOSTILE),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
+    assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == [str(selected) for _, _, selected in HOSTILE]
 
 
@@ -292,3 +309,22 @@ def test_matcher_agrees_with_the_naive_one_on_random_globs() -> None:
             assert glob.matches(path) is bool(expected), (pattern, path)
             compared += 1
     assert compared > 5000
+
+
+def test_a_match_past_the_step_limit_is_refused_by_name():
+    glob = Glob("/" + "*(a|)" * 100 + "b")
+    with pytest.raises(GlobError, match=f"takes more than {MAX_MATCH_STEPS:,} steps") as raised:
+        glob.matches("/" + "a" * 3000)
+    message = str(raised.value)
+    assert message.startswith("glob '/*(a|)*(a|)") and "the path '/aaaa" in message
+    assert len(message) < 400
+
+
+def test_bcd_run_reports_a_glob_too_costly_for_a_path(sandbox: Sandbox):
+    sandbox.repo("sample_data", {"a" * 250 + "/" + "a" * 250: "1"})
+    sandbox.specs(pipeline("crop", pfs("sample_data", "/" + "*(**|a)" * 120 + "b"), ["true"]))
+    done = sandbox.cli()
+    # The pipeline is unrunnable (exit 1), with the reason in the summary; no traceback.
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert f"takes more than {MAX_MATCH_STEPS:,} steps to match the path '/aaaa" in done.stdout
