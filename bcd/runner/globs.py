@@ -378,7 +378,7 @@ class _Program:
 
 
 class _Compiler:
-    """The glob tree as programs for `_run`, in the order of the regex ohmyglob builds:
+    """The glob tree as programs for `_Matcher`, in the order of the regex ohmyglob builds:
     alternatives tried in order, repetitions greedy, groups numbered by their opening."""
 
     def __init__(self, bounded: bool):
