@@ -326,7 +326,8 @@ def _apply_voi(
     if not (math.isfinite(center) and math.isfinite(width) and width >= (1 if linear else 0)):
         raise DataError(
             f"WindowCenter {center:g} / WindowWidth {width:g} is no window (finite values, "
-            f"a width of at least 1): ingest with --no-voi to keep the stored values"
+            f"a width {'of at least 1' if linear else 'above 0'}): "
+            "ingest with --no-voi to keep the stored values"
         )
     # The window's output bounds: what it makes of values far below and far above it.
     with np.errstate(over="ignore"):
