@@ -65,6 +65,8 @@ FILE_ERRORS = (
 # MemoryError, and an OSError with an errno (the machine's), always propagate.
 PARSER_ERRORS = (AttributeError, NotImplementedError, OverflowError, RuntimeError)
 _PROJECT_CODE = tuple(str(Path(__file__).parents[2] / package) for package in ("bcd", "stages"))
+# DICOM's short text and UID values are at most 64 characters; longer ones are cut in reasons.
+_SHOWN_CHARS = 64
 _NATIVE_SYNTAXES = frozenset(UncompressedTransferSyntaxes) - {DeflatedExplicitVRLittleEndian}
 FOR_PROCESSING_CLASSES = frozenset(
     {
@@ -231,9 +233,9 @@ def load_pixels(path: Path, *, apply_voi: bool = True) -> tuple[np.ndarray, list
     except Exception as error:
         if not is_file_fault(error):
             raise
-        syntax = dataset.file_meta.get("TransferSyntaxUID")
+        syntax = getattr(dataset.file_meta.get("TransferSyntaxUID"), "name", "unknown encoding")
         raise DataError(
-            f"cannot decode the pixel data ({getattr(syntax, 'name', 'unknown encoding')}): "
+            f"cannot decode the pixel data ({_shown(syntax)}): "
             f"{fault_text(error)}. JPEG and JPEG 2000 need the `dicom` extra "
             "(pylibjpeg, pylibjpeg-libjpeg, pylibjpeg-openjpeg) or python-gdcm"
         ) from error
@@ -361,20 +363,22 @@ def _not_a_mammogram(header: Dataset) -> str | None:
         return "DICOMDIR (an index of files, no image)"
     if "Rows" not in header or "Columns" not in header:
         name = getattr(sop_class, "name", None) or "no SOP class"
-        return f"no image in this file ({name})"
+        return f"no image in this file ({_shown(name)})"
     if sop_class in TOMOSYNTHESIS_CLASSES or int(header.get("NumberOfFrames", 1) or 1) > 1:
         return "multi-frame image (tomosynthesis or projections), not a 2D mammogram"
     modality = _text(header, "Modality").upper()
     if modality not in MAMMO_MODALITIES:
-        return f"modality {modality} is not mammography"
+        return f"modality {_shown(modality)} is not mammography"
     body_part = _text(header, "BodyPartExamined").upper()
     if modality != "MG" and body_part not in ("", "BREAST"):
-        return f"body part {body_part} with modality {modality or 'unset'} is not a mammogram"
+        return (
+            f"body part {_shown(body_part)} with modality {modality or 'unset'} is not a mammogram"
+        )
     if int(header.get("SamplesPerPixel", 1) or 1) != 1:
         return "colour image, not a greyscale mammogram"
     photometric = _text(header, "PhotometricInterpretation")
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        return f"photometric interpretation {photometric or 'unset'} is not greyscale"
+        return f"photometric interpretation {_shown(photometric) or 'unset'} is not greyscale"
     return None
 
 
@@ -389,7 +393,8 @@ def _view_code_clue(header: Dataset) -> Clue:
     modifiers = _code_meanings(item, "ViewModifierCodeSequence")
     if code in VIEW_CODES:
         return Clue("ViewCodeSequence", angle=VIEW_CODES[code], modifiers=modifiers)
-    return Clue("ViewCodeSequence", other_view=meaning or code or "unknown", modifiers=modifiers)
+    other_view = _shown(meaning or code) or "unknown"
+    return Clue("ViewCodeSequence", other_view=other_view, modifiers=modifiers)
 
 
 def _without_modifiers(clue: Clue) -> Clue:
@@ -398,7 +403,7 @@ def _without_modifiers(clue: Clue) -> Clue:
 
 def _code_meanings(dataset: Dataset, keyword: str) -> tuple[str, ...]:
     return tuple(
-        str(item.get("CodeMeaning") or item.get("CodeValue") or "view modifier")
+        _shown(str(item.get("CodeMeaning") or item.get("CodeValue") or "view modifier"))
         for item in _items(dataset, keyword)
     )
 
@@ -434,6 +439,11 @@ def _text(header: Dataset, keyword: str) -> str:
     if isinstance(value, pydicom.multival.MultiValue):
         return "\\".join(str(part) for part in value)
     return str(value).strip()
+
+
+def _shown(value: str) -> str:
+    """A header value for a report row: a hostile file's values can be any length."""
+    return value if len(value) <= _SHOWN_CHARS else value[:_SHOWN_CHARS] + "..."
 
 
 def _number(dataset: Dataset, keyword: str, default: float) -> float:

@@ -27,6 +27,8 @@ from stages.io.images import MAX_PIXELS
 FOUND = TEST_DATA / "hostile_dicom"
 FOUND_REASONS = {
     "eight_bytes.dcm": "unreadable DICOM: malformed data element: unpack requires",
+    # A SOPClassUID of hundreds of characters, once echoed whole into the reason.
+    "long_sop_class_uid.dcm": "no image in this file (",
     "unknown_vr.dcm": "unreadable DICOM: NotImplementedError: Unknown Value Representation",
     "sequence_item_without_tag.dcm": "unreadable DICOM: OSError: No tag to read at file",
     "view_code_sequence_not_a_sequence.dcm": "unreadable DICOM: ViewCodeSequence holds bytes data",
@@ -68,6 +70,7 @@ def test_found_inputs_beside_a_good_exam_are_skipped_with_their_reason(tmp_path,
         entry = row(report, name)
         assert entry["status"] == "skipped"
         assert entry["reason"].startswith(reason), entry["reason"]
+        assert len(entry["reason"]) < 400
 
 
 def _lut(bits: int) -> Sequence:
