@@ -257,3 +257,93 @@ def write_report_inputs(
             "left_benign,right_benign,left_malignant,right_malignant\n" + values + "\n"
         )
     return images
+
+
+# The study and patient of the DICOM files the ingest tests write.
+DICOM_STUDY = "1.2.826.0.1.3680043.8.498.1001"
+DICOM_PATIENT = "PAT-0042"
+
+
+def make_dicom(
+    path: Path,
+    pixels: np.ndarray,
+    *,
+    side: str | None = "L",
+    view: str | None = "CC",
+    bits: int = 16,
+    photometric: str = "MONOCHROME2",
+    study: str = DICOM_STUDY,
+    patient: str = DICOM_PATIENT,
+    sop_class: str | None = None,
+    compress: str | None = None,
+    **tags,
+) -> Path:
+    """A DICOM file with the pixels and header of a mammogram; tags set to None are left out.
+
+    `sop_class` defaults to digital mammography for presentation.
+    """
+    from pydicom.dataset import Dataset, FileMetaDataset  # the dicom extra: imported here
+    from pydicom.uid import (
+        DigitalMammographyXRayImageStorageForPresentation,
+        ExplicitVRLittleEndian,
+        generate_uid,
+    )
+
+    sop_class = sop_class or DigitalMammographyXRayImageStorageForPresentation
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = study
+    ds.SeriesInstanceUID = generate_uid()
+    ds.PatientID = patient
+    ds.StudyDate = "20190102"
+    ds.Modality = "MG"
+    if side:
+        ds.ImageLaterality = side
+    if view:
+        ds.ViewPosition = view
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated = 16
+    ds.BitsStored = bits
+    ds.HighBit = bits - 1
+    ds.PixelRepresentation = 0
+    for keyword, value in tags.items():
+        if value is None:
+            if keyword in ds:
+                delattr(ds, keyword)
+        else:
+            setattr(ds, keyword, value)
+    ds.PixelData = pixels.astype("<u2").tobytes()
+    if compress:
+        ds.compress(compress, generate_instance_uid=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def write_dicom_exam(
+    src: Path,
+    images: dict[str, np.ndarray],
+    *,
+    study: str = DICOM_STUDY,
+    skip: tuple[str, ...] = (),
+) -> None:
+    """Four views (less `skip`) of one study, with the L image for L views."""
+    for view in VIEWS:
+        if view in skip:
+            continue
+        side, angle = view.split("-")
+        make_dicom(
+            src / f"{study[-4:]}_{side}{angle}.dcm",
+            images[side],
+            side=side,
+            view=angle,
+            study=study,
+        )

@@ -8,7 +8,9 @@ libjpeg and openjpeg plugins, or python-gdcm).
 
 from __future__ import annotations
 
+import math
 import struct
+import zlib
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -16,16 +18,18 @@ from typing import Any
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut  # defining module
 from pydicom.uid import (
     BreastProjectionXRayImageStorageForPresentation,
     BreastProjectionXRayImageStorageForProcessing,
     BreastTomosynthesisImageStorage,
+    DeflatedExplicitVRLittleEndian,
     DigitalIntraOralXRayImageStorageForProcessing,
     DigitalMammographyXRayImageStorageForProcessing,
     DigitalXRayImageStorageForProcessing,
     MediaStorageDirectoryStorage,
+    UncompressedTransferSyntaxes,
 )
 
 from bcd.ingest import pixels
@@ -40,11 +44,30 @@ from bcd.ingest.views import (
     without_view_words,
 )
 from stages.core.errors import DataError
+from stages.io.images import MAX_PIXELS
 
 GROUP_BY = ("study", "patient", "folder")
-# What a broken file can raise while pydicom parses it.
-READ_ERRORS = (InvalidDicomError, ValueError, TypeError, KeyError, IndexError, EOFError)
-DECODE_ERRORS = (*READ_ERRORS, RuntimeError, NotImplementedError, AttributeError, struct.error)
+# What a broken file makes pydicom (and the values it hands over) raise: its own errors,
+# values that do not convert, truncated or inconsistent elements, a bad deflate stream.
+FILE_ERRORS = (
+    InvalidDicomError,
+    BytesLengthException,
+    ValueError,
+    TypeError,
+    LookupError,
+    EOFError,
+    struct.error,
+    zlib.error,
+)
+# What pydicom and its decoders also raise on hostile bytes (an unknown VR, a missing
+# attribute, nesting past the recursion limit, an OSError without errno for a malformed
+# sequence); raised by this project's own code, the same errors are bugs and propagate.
+# MemoryError, and an OSError with an errno (the machine's), always propagate.
+PARSER_ERRORS = (AttributeError, NotImplementedError, OverflowError, RuntimeError)
+_PROJECT_CODE = tuple(str(Path(__file__).parents[2] / package) for package in ("bcd", "stages"))
+# DICOM's short text and UID values are at most 64 characters; longer ones are cut in reasons.
+_SHOWN_CHARS = 64
+_NATIVE_SYNTAXES = frozenset(UncompressedTransferSyntaxes) - {DeflatedExplicitVRLittleEndian}
 FOR_PROCESSING_CLASSES = frozenset(
     {
         DigitalMammographyXRayImageStorageForProcessing,
@@ -81,8 +104,10 @@ def scan(src: Path, files: Iterable[Path], group_by: str, *, apply_voi: bool = T
         try:
             header = pydicom.dcmread(path, stop_before_pixels=True, force=True)
             result = describe(header, path, file, group_by, apply_voi=apply_voi)
-        except READ_ERRORS as error:
-            result = skipped(file, f"unreadable DICOM: {type(error).__name__}: {error}")
+        except Exception as error:
+            if not is_file_fault(error):
+                raise
+            result = skipped(file, f"unreadable DICOM: {fault_text(error)}")
         if isinstance(result, FileEntry):
             found.skipped.append(result)
         else:
@@ -137,7 +162,7 @@ def clues(header: Dataset, file: str) -> list[Clue]:
             for tag in MODIFIER_TAGS
         ),
     ]
-    modifiers = _code_meanings(header.get("ViewModifierCodeSequence"))
+    modifiers = _code_meanings(header, "ViewModifierCodeSequence")
     if modifiers:
         found.append(Clue("ViewModifierCodeSequence", modifiers=modifiers))
     return found
@@ -165,22 +190,91 @@ def is_for_processing(header: Dataset) -> bool:
     return intent == "FOR PROCESSING" or header.get("SOPClassUID") in FOR_PROCESSING_CLASSES
 
 
+def is_file_fault(error: Exception) -> bool:
+    """Whether `error` comes from the file's bytes rather than from a bug or the machine."""
+    if isinstance(error, FILE_ERRORS):  # DataError is a ValueError
+        return True
+    if isinstance(error, OSError) and error.errno is not None:
+        return False  # the machine's (EIO, ENOSPC...): pydicom's own have no errno
+    if not isinstance(error, (*PARSER_ERRORS, OSError)):
+        return False
+    innermost = error.__traceback__
+    while innermost is not None and innermost.tb_next is not None:
+        innermost = innermost.tb_next
+    return innermost is not None and not innermost.tb_frame.f_code.co_filename.startswith(
+        _PROJECT_CODE
+    )
+
+
+def fault_text(error: Exception) -> str:
+    """A file fault for the report: what went wrong, bounded in length."""
+    if isinstance(error, DataError):
+        return error.reason
+    kind = "malformed data element" if isinstance(error, struct.error) else type(error).__name__
+    text = str(error)
+    return f"{kind}: {text[:200]}{'...' if len(text) > 200 else ''}"
+
+
 def load_pixels(path: Path, *, apply_voi: bool = True) -> tuple[np.ndarray, list[str]]:
-    """The image as 16-bit MONOCHROME2 pixels, with notes on what was done to them."""
+    """The image as 16-bit MONOCHROME2 pixels, with notes on what was done to them.
+
+    The header's size is checked against the pixel limit and the file's size before the
+    pixel data is read or decoded.
+    """
     try:
+        check_pixel_budget(pydicom.dcmread(path, stop_before_pixels=True, force=True), path)
         dataset = pydicom.dcmread(path, force=True)
-    except READ_ERRORS as error:
-        raise DataError(f"unreadable DICOM: {type(error).__name__}: {error}") from error
+    except Exception as error:
+        if not is_file_fault(error) or isinstance(error, DataError):
+            raise
+        raise DataError(f"unreadable DICOM: {fault_text(error)}") from error
     try:
         stored = dataset.pixel_array
-    except DECODE_ERRORS as error:
-        syntax = dataset.file_meta.get("TransferSyntaxUID")
+    except Exception as error:
+        if not is_file_fault(error):
+            raise
+        syntax = getattr(dataset.file_meta.get("TransferSyntaxUID"), "name", "unknown encoding")
         raise DataError(
-            f"cannot decode the pixel data ({getattr(syntax, 'name', 'unknown encoding')}): "
-            f"{error}. JPEG and JPEG 2000 need the `dicom` extra "
+            f"cannot decode the pixel data ({_shown(syntax)}): "
+            f"{fault_text(error)}. JPEG and JPEG 2000 need the `dicom` extra "
             "(pylibjpeg, pylibjpeg-libjpeg, pylibjpeg-openjpeg) or python-gdcm"
         ) from error
-    return to_monochrome2_16(dataset, stored, apply_voi=apply_voi)
+    try:
+        return to_monochrome2_16(dataset, stored, apply_voi=apply_voi)
+    except Exception as error:
+        if not is_file_fault(error) or isinstance(error, DataError):
+            raise
+        raise DataError(
+            f"cannot apply the file's value transforms: {fault_text(error)}; "
+            "ingest with --no-voi to keep the stored values"
+        ) from error
+
+
+def check_pixel_budget(header: Dataset, path: Path) -> None:
+    """Refuse, from the header alone, pixels past the limit or more than the file holds."""
+    rows, columns = int(header.get("Rows") or 0), int(header.get("Columns") or 0)
+    allocated = int(header.get("BitsAllocated") or 0)
+    stored = int(header.get("BitsStored") or allocated)
+    if rows < 1 or columns < 1:
+        raise DataError(f"the header gives {columns}x{rows} pixels: no image")
+    if rows * columns > MAX_PIXELS:
+        raise DataError(
+            f"the header claims {columns}x{rows} pixels, over the {MAX_PIXELS:,}-pixel limit; "
+            "refusing to decode (decompression-bomb guard)"
+        )
+    if allocated not in (8, 16, 32) or not 1 <= stored <= min(allocated, 16):
+        raise DataError(
+            f"BitsAllocated {allocated} / BitsStored {stored}: a greyscale mammogram stores "
+            "1 to 16 bits in 8, 16 or 32"
+        )
+    syntax = getattr(header, "file_meta", {}).get("TransferSyntaxUID")
+    needed = rows * columns * allocated // 8
+    size = path.stat().st_size
+    if (syntax is None or syntax in _NATIVE_SYNTAXES) and needed > size:
+        raise DataError(
+            f"the header claims {columns}x{rows} pixels of {allocated} bits ({needed:,} bytes) "
+            f"but the file holds {size:,} bytes: truncated or corrupt; copy or export it again"
+        )
 
 
 def to_monochrome2_16(
@@ -214,25 +308,53 @@ def _apply_voi(
     A VOI LUT table gives integers of its own entry depth (LUTDescriptor[2]). A window
     gives values between its output bounds, which are mapped to integers 0..2**BitsStored-1.
     """
-    lut = dataset.get("VOILUTSequence")
+    lut = _items(dataset, "VOILUTSequence")
     has_lut = bool(lut) and "LUTDescriptor" in lut[0] and "LUTData" in lut[0]
     has_window = "WindowCenter" in dataset and "WindowWidth" in dataset
     if not (has_lut or has_window):
         return stored, bits, None
+    _check_rescale(dataset)
     modality = apply_modality_lut(stored, dataset)
     if has_lut:
         lut_bits = int(lut[0].LUTDescriptor[2])
+        if not 1 <= lut_bits <= 16:
+            raise DataError(
+                f"the VOI LUT gives {lut_bits}-bit values, not 1 to 16: "
+                "ingest with --no-voi to keep the stored values"
+            )
         return np.asarray(apply_voi_lut(modality, dataset)), lut_bits, "VOI LUT applied"
+    center, width = _first(dataset.WindowCenter), _first(dataset.WindowWidth)
+    linear = _text(dataset, "VOILUTFunction").upper() in ("", "LINEAR")
+    if not (math.isfinite(center) and math.isfinite(width) and width >= (1 if linear else 0)):
+        raise DataError(
+            f"WindowCenter {center:g} / WindowWidth {width:g} is no window (finite values, "
+            f"a width {'of at least 1' if linear else 'above 0'}): "
+            "ingest with --no-voi to keep the stored values"
+        )
     # The window's output bounds: what it makes of values far below and far above it.
     with np.errstate(over="ignore"):
         low, high = apply_voi_lut(np.array([-1e30, 1e30]), dataset)
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise DataError(
+            f"the window (center {center:g}, width {width:g}) maps every value to one level: "
+            "ingest with --no-voi to keep the stored values"
+        )
     windowed = apply_voi_lut(modality, dataset)
-    center, width = _first(dataset.WindowCenter), _first(dataset.WindowWidth)
     return (
         pixels.to_levels(windowed, float(low), float(high), bits),
         bits,
         f"window applied (center {center:g}, width {width:g})",
     )
+
+
+def _check_rescale(dataset: Dataset) -> None:
+    """RescaleSlope and RescaleIntercept, where given, must be finite; the slope not 0."""
+    slope, intercept = _number(dataset, "RescaleSlope", 1), _number(dataset, "RescaleIntercept", 0)
+    if not (math.isfinite(slope) and math.isfinite(intercept) and slope != 0):
+        raise DataError(
+            f"RescaleSlope {slope:g} / RescaleIntercept {intercept:g} would make every pixel "
+            "one value or none: ingest with --no-voi to keep the stored values"
+        )
 
 
 def _not_a_mammogram(header: Dataset) -> str | None:
@@ -241,46 +363,59 @@ def _not_a_mammogram(header: Dataset) -> str | None:
         return "DICOMDIR (an index of files, no image)"
     if "Rows" not in header or "Columns" not in header:
         name = getattr(sop_class, "name", None) or "no SOP class"
-        return f"no image in this file ({name})"
+        return f"no image in this file ({_shown(name)})"
     if sop_class in TOMOSYNTHESIS_CLASSES or int(header.get("NumberOfFrames", 1) or 1) > 1:
         return "multi-frame image (tomosynthesis or projections), not a 2D mammogram"
     modality = _text(header, "Modality").upper()
     if modality not in MAMMO_MODALITIES:
-        return f"modality {modality} is not mammography"
+        return f"modality {_shown(modality)} is not mammography"
     body_part = _text(header, "BodyPartExamined").upper()
     if modality != "MG" and body_part not in ("", "BREAST"):
-        return f"body part {body_part} with modality {modality or 'unset'} is not a mammogram"
+        return (
+            f"body part {_shown(body_part)} with modality {modality or 'unset'} is not a mammogram"
+        )
     if int(header.get("SamplesPerPixel", 1) or 1) != 1:
         return "colour image, not a greyscale mammogram"
     photometric = _text(header, "PhotometricInterpretation")
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        return f"photometric interpretation {photometric or 'unset'} is not greyscale"
+        return f"photometric interpretation {_shown(photometric) or 'unset'} is not greyscale"
     return None
 
 
 def _view_code_clue(header: Dataset) -> Clue:
     """A clue from ViewCodeSequence (and the view modifiers nested in it)."""
-    sequence = header.get("ViewCodeSequence")
+    sequence = _items(header, "ViewCodeSequence")
     if not sequence:
         return Clue("ViewCodeSequence")
     item = sequence[0]
     code = str(item.get("CodeValue", "")).strip()
     meaning = str(item.get("CodeMeaning", "")).strip()
-    modifiers = _code_meanings(item.get("ViewModifierCodeSequence"))
+    modifiers = _code_meanings(item, "ViewModifierCodeSequence")
     if code in VIEW_CODES:
         return Clue("ViewCodeSequence", angle=VIEW_CODES[code], modifiers=modifiers)
-    return Clue("ViewCodeSequence", other_view=meaning or code or "unknown", modifiers=modifiers)
+    other_view = _shown(meaning or code) or "unknown"
+    return Clue("ViewCodeSequence", other_view=other_view, modifiers=modifiers)
 
 
 def _without_modifiers(clue: Clue) -> Clue:
     return Clue(clue.source, side=clue.side, angle=clue.angle)
 
 
-def _code_meanings(sequence: Any) -> tuple[str, ...]:
+def _code_meanings(dataset: Dataset, keyword: str) -> tuple[str, ...]:
     return tuple(
-        str(item.get("CodeMeaning") or item.get("CodeValue") or "view modifier")
-        for item in sequence or ()
+        _shown(str(item.get("CodeMeaning") or item.get("CodeValue") or "view modifier"))
+        for item in _items(dataset, keyword)
     )
+
+
+def _items(dataset: Dataset, keyword: str) -> list[Dataset]:
+    """The items of a sequence tag ([] when absent); a tag of another kind is a bad header."""
+    value = dataset.get(keyword)
+    if value is None:
+        return []
+    if not isinstance(value, pydicom.sequence.Sequence):
+        raise DataError(f"{keyword} holds {type(value).__name__} data, not a sequence of items")
+    return list(value)
 
 
 def _missing_key_reason(group_by: str) -> str:
@@ -304,6 +439,17 @@ def _text(header: Dataset, keyword: str) -> str:
     if isinstance(value, pydicom.multival.MultiValue):
         return "\\".join(str(part) for part in value)
     return str(value).strip()
+
+
+def _shown(value: str) -> str:
+    """A header value for a report row: a hostile file's values can be any length."""
+    return value if len(value) <= _SHOWN_CHARS else value[:_SHOWN_CHARS] + "..."
+
+
+def _number(dataset: Dataset, keyword: str, default: float) -> float:
+    """A numeric tag's (first) value; `default` when it is absent or empty."""
+    value = dataset.get(keyword)
+    return default if value is None or value == "" else _first(value)
 
 
 def _first(value: Any) -> float:

@@ -67,6 +67,10 @@ _DURATION = re.compile(r"^(-?)(\d+)(?:\.(\d{1,9}))?s$")
 _JSON_GAP = re.compile(r"(?:\s+|---(?=\s|$))*")
 _CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])([A-Z])")
 
+# Real specs nest about six levels; anything far deeper is refused before it is walked.
+MAX_SPEC_NESTING = 64
+_INT64 = range(-(2**63), 2**63)
+
 DEFAULT_DATUM_TRIES = 3
 DEFAULT_BRANCH = "master"
 DEFAULT_PROJECT = "default"
@@ -168,7 +172,7 @@ def canonical_keys(value: Any) -> Any:
     for key, item in value.items():
         name = snake_case(key)
         if name in result:
-            raise SpecError(f"field {name!r} is given twice (as snake_case and camelCase)")
+            raise SpecError(f"field {_shown(name)} is given twice (as snake_case and camelCase)")
         result[name] = item if name in _MAP_FIELDS else canonical_keys(item)
     return result
 
@@ -195,9 +199,16 @@ def load_spec_dir(folder: Path) -> list[PipelineSpec]:
 def load_spec_file(path: Path) -> list[PipelineSpec]:
     """The specs in one file: an object, a list of objects, or several documents."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as error:
         raise SpecError(f"cannot read {path}: {error.strerror}") from error
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise SpecError(
+            f"{path}: not UTF-8 text (byte {error.start} is {data[error.start]:#04x}); "
+            "save the spec as UTF-8"
+        ) from error
     specs = []
     for index, document in enumerate(_json_documents(text, path)):
         try:
@@ -216,9 +227,42 @@ def _json_documents(text: str, path: Path) -> list[Any]:
             document, position = decoder.raw_decode(text, position)
         except json.JSONDecodeError as error:
             raise SpecError(f"{path}: not valid JSON: {error}") from error
+        except ValueError as error:  # an integer past Python's digit limit
+            raise SpecError(
+                f"{path}: holds a number of thousands of digits, more than any field takes"
+            ) from error
+        except RecursionError as error:
+            raise SpecError(_too_deep(path)) from error
+        _check_values(document, path)
         documents.extend(document if isinstance(document, list) else [document])
         position = _gap_end(text, position)
     return documents
+
+
+def _too_deep(path: Path) -> str:
+    return f"{path}: JSON nested more than {MAX_SPEC_NESTING} levels deep; no spec is"
+
+
+def _check_values(document: Any, path: Path) -> None:
+    """Refuse nesting far past any spec's and strings that are not text (lone surrogates)."""
+    pending = [(document, 0)]
+    while pending:
+        value, depth = pending.pop()
+        if depth > MAX_SPEC_NESTING:
+            raise SpecError(_too_deep(path))
+        if isinstance(value, dict):
+            pending.extend((key, depth + 1) for key in value)
+            pending.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            pending.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as error:
+                raise SpecError(
+                    f"{path}: the string {value[:40]!r} holds a lone surrogate escape "
+                    f"(\\u{ord(value[error.start]):04x}), which is not text"
+                ) from error
 
 
 def _gap_end(text: str, position: int) -> int:
@@ -244,8 +288,12 @@ def parse_spec(document: Any, source: Path) -> PipelineSpec:
     pipeline = _object(raw, "pipeline", _PIPELINE_NAME_FIELDS, required=True)
     name = pipeline.get("name")
     if not isinstance(name, str) or not _REPO_NAME.match(name):
-        raise SpecError(f"pipeline.name {name!r} must be letters, digits, '_' or '-'")
+        raise SpecError(f"pipeline.name {_shown(name)} must be letters, digits, '_' or '-'")
     project = _object(pipeline, "project", _PROJECT_FIELDS).get("name") or DEFAULT_PROJECT
+    if not isinstance(project, str) or not _REPO_NAME.match(project):
+        raise SpecError(
+            f"pipeline.project.name {_shown(project)} must be letters, digits, '_' or '-'"
+        )
 
     if "input" not in raw:
         raise SpecError(f"pipeline {name}: 'input' is required")
@@ -255,7 +303,7 @@ def parse_spec(document: Any, source: Path) -> PipelineSpec:
     reprocess_spec = raw.get("reprocess_spec", "until_success")
     if reprocess_spec not in ("until_success", "every_job"):
         raise SpecError(
-            f"reprocess_spec must be 'until_success' or 'every_job', not {reprocess_spec!r}"
+            f"reprocess_spec must be 'until_success' or 'every_job', not {_shown(reprocess_spec)}"
         )
     salt = raw.get("salt")
     if salt is not None and not isinstance(salt, str):
@@ -280,7 +328,7 @@ def parse_spec(document: Any, source: Path) -> PipelineSpec:
 def _check_fields(obj: dict[str, Any], known: frozenset[str], where: str) -> None:
     unknown = sorted(set(obj) - known)
     if unknown:
-        raise SpecError(f"unknown field {unknown[0]!r} in {where} (Pachyderm rejects it)")
+        raise SpecError(f"unknown field {_shown(unknown[0])} in {where} (Pachyderm rejects it)")
 
 
 def _object(
@@ -383,6 +431,12 @@ def _parse_transform(raw: dict[str, Any]) -> Transform:
     env = raw.get("env") or {}
     if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
         raise SpecError("transform.env must map names to strings")
+    for key, value in env.items():
+        if not key or "=" in key or "\0" in key or "\0" in value:
+            raise SpecError(
+                f"transform.env: {key[:40]!r} is not a usable variable (a name without '=' "
+                "and values without NUL characters)"
+            )
     codes = raw.get("accept_return_code") or []
     if not isinstance(codes, list):
         raise SpecError("transform.accept_return_code must be a list of integers")
@@ -418,6 +472,8 @@ def _string_list(value: Any, where: str) -> tuple[str, ...]:
         return ()
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise SpecError(f"{where} must be a list of strings")
+    if any("\0" in item for item in value):
+        raise SpecError(f"{where} must not hold NUL characters")
     return tuple(value)
 
 
@@ -429,15 +485,24 @@ def _optional_lines(raw: dict[str, Any], key: str) -> tuple[str, ...] | None:
 
 def _int64(value: Any, where: str) -> int:
     """protojson int64: a JSON number or a decimal string."""
-    if isinstance(value, bool):
-        raise SpecError(f"{where} must be an integer")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and re.fullmatch(r"-?\d+", value):
-        return int(value)
-    raise SpecError(f"{where} must be an integer, not {value!r}")
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif (isinstance(value, float) and value.is_integer()) or (
+        isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,19}", value)
+    ):
+        number = int(value)
+    if number is None:
+        raise SpecError(f"{where} must be an integer, not {_shown(value)}")
+    if number not in _INT64:
+        raise SpecError(f"{where} is out of range (a 64-bit integer): {_shown(value)}")
+    return number
+
+
+def _shown(value: Any) -> str:
+    """A value for an error message, cut short."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:60] + "..."
 
 
 def _datum_tries(value: Any) -> int:
@@ -454,7 +519,9 @@ def _duration(value: Any, where: str) -> float | None:
         return None
     match = _DURATION.match(value) if isinstance(value, str) else None
     if match is None:
-        raise SpecError(f'{where} must be a duration in seconds such as "600s", not {value!r}')
+        raise SpecError(
+            f'{where} must be a duration in seconds such as "600s", not {_shown(value)}'
+        )
     sign, whole, fraction = match.groups()
     seconds = float(f"{whole}.{fraction or 0}") * (-1 if sign else 1)
     return seconds if seconds > 0 else None

@@ -14,14 +14,12 @@ import cv2
 import numpy as np
 import pydicom
 import pytest
-from helpers import REPO
+from helpers import DICOM_PATIENT, DICOM_STUDY, REPO, make_dicom, write_dicom_exam
 from pydicom.data import get_testdata_file
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import (
-    DigitalMammographyXRayImageStorageForPresentation,
     DigitalMammographyXRayImageStorageForProcessing,
-    ExplicitVRLittleEndian,
     JPEG2000Lossless,
     RLELossless,
     SecondaryCaptureImageStorage,
@@ -33,8 +31,8 @@ from bcd.ingest.cli import main as ingest
 from stages.core.exam import VIEWS, exam_from_dict
 
 SAMPLE = REPO / ".." / "shared" / "data" / "nyu_sample"
-PATIENT = "PAT-0042"
-STUDY = "1.2.826.0.1.3680043.8.498.1001"
+PATIENT = DICOM_PATIENT
+STUDY = DICOM_STUDY
 
 
 @pytest.fixture(scope="module")
@@ -50,76 +48,6 @@ def full_size() -> dict[str, np.ndarray]:
 def small(full_size) -> dict[str, np.ndarray]:
     """The sample mammograms at 1/8 size: real content, fast to encode."""
     return {side: np.ascontiguousarray(image[::8, ::8]) for side, image in full_size.items()}
-
-
-def make_dicom(
-    path: Path,
-    pixels: np.ndarray,
-    *,
-    side: str | None = "L",
-    view: str | None = "CC",
-    bits: int = 16,
-    photometric: str = "MONOCHROME2",
-    study: str = STUDY,
-    patient: str = PATIENT,
-    sop_class: str = DigitalMammographyXRayImageStorageForPresentation,
-    compress: str | None = None,
-    **tags,
-) -> Path:
-    """A DICOM file with the pixels and header of a mammogram; tags set to None are left out."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = study
-    ds.SeriesInstanceUID = generate_uid()
-    ds.PatientID = patient
-    ds.StudyDate = "20190102"
-    ds.Modality = "MG"
-    if side:
-        ds.ImageLaterality = side
-    if view:
-        ds.ViewPosition = view
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated = 16
-    ds.BitsStored = bits
-    ds.HighBit = bits - 1
-    ds.PixelRepresentation = 0
-    for keyword, value in tags.items():
-        if value is None:
-            if keyword in ds:
-                delattr(ds, keyword)
-        else:
-            setattr(ds, keyword, value)
-    ds.PixelData = pixels.astype("<u2").tobytes()
-    if compress:
-        ds.compress(compress, generate_instance_uid=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
-def write_exam(
-    src: Path, images: dict[str, np.ndarray], *, study: str = STUDY, skip: tuple[str, ...] = ()
-) -> None:
-    """Four views (less `skip`) of one study, with the L image for L views."""
-    for view in VIEWS:
-        if view in skip:
-            continue
-        side, angle = view.split("-")
-        make_dicom(
-            src / f"{study[-4:]}_{side}{angle}.dcm",
-            images[side],
-            side=side,
-            view=angle,
-            study=study,
-        )
 
 
 def read_png(path: Path) -> np.ndarray:
@@ -145,7 +73,7 @@ def rows(report: dict) -> dict[str, dict]:
 
 
 def test_sample_exam_keeps_16_bit_pixels_exactly(tmp_path, full_size):
-    write_exam(tmp_path / "src", full_size)
+    write_dicom_exam(tmp_path / "src", full_size)
     code, report = run(tmp_path / "src", tmp_path / "dst")
     assert code == 0
     (exam_dir,) = exams_in(tmp_path / "dst")
@@ -394,7 +322,7 @@ def test_non_screening_and_unplaceable_images_are_skipped(tmp_path, small, tags,
 
 def test_presentation_image_wins_over_processing_and_spot_view_is_skipped(tmp_path, small):
     src = tmp_path / "src"
-    write_exam(src, small)
+    write_dicom_exam(src, small)
     raw = np.full_like(small["L"], 1234)
     make_dicom(
         src / "raw_LCC.dcm",
@@ -423,7 +351,7 @@ def test_presentation_image_wins_over_processing_and_spot_view_is_skipped(tmp_pa
 
 def test_several_images_of_a_view_get_numbered_names(tmp_path, small):
     src = tmp_path / "src"
-    write_exam(src, small)
+    write_dicom_exam(src, small)
     make_dicom(src / "zz_second_LCC.dcm", small["L"], InstanceNumber=2)
     assert run(src, tmp_path / "dst")[0] == 0
     (exam_dir,) = exams_in(tmp_path / "dst")
@@ -435,7 +363,7 @@ def test_several_images_of_a_view_get_numbered_names(tmp_path, small):
 
 def test_compressed_files_are_decoded(tmp_path, small):
     src = tmp_path / "src"
-    write_exam(src, small, skip=("L-CC", "R-MLO"))
+    write_dicom_exam(src, small, skip=("L-CC", "R-MLO"))
     make_dicom(src / "rle_LCC.dcm", small["L"], compress=RLELossless)
     syntax = RLELossless
     if _can_encode_jpeg2000():
@@ -458,7 +386,7 @@ def _can_encode_jpeg2000() -> bool:
 
 def test_mirrored_exam_gets_horizontal_flip_yes_and_pixels_as_stored(tmp_path, small):
     mirrored = {side: np.ascontiguousarray(image[:, ::-1]) for side, image in small.items()}
-    write_exam(tmp_path / "src", mirrored)
+    write_dicom_exam(tmp_path / "src", mirrored)
     code, report = run(tmp_path / "src", tmp_path / "dst")
     assert code == 0
     (exam_dir,) = exams_in(tmp_path / "dst")
@@ -469,7 +397,7 @@ def test_mirrored_exam_gets_horizontal_flip_yes_and_pixels_as_stored(tmp_path, s
 
 def test_odd_view_is_mirrored_to_match_the_exam(tmp_path, small):
     src = tmp_path / "src"
-    write_exam(src, small, skip=("R-MLO",))
+    write_dicom_exam(src, small, skip=("R-MLO",))
     make_dicom(
         src / "odd_RMLO.dcm", np.ascontiguousarray(small["R"][:, ::-1]), side="R", view="MLO"
     )
@@ -486,8 +414,8 @@ def test_odd_view_is_mirrored_to_match_the_exam(tmp_path, small):
 
 def test_incomplete_exam_is_skipped_and_others_go_on(tmp_path, small):
     src = tmp_path / "src"
-    write_exam(src, small, study="1.2.3.1111")
-    write_exam(src, small, study="1.2.3.2222", skip=("R-MLO",))
+    write_dicom_exam(src, small, study="1.2.3.1111")
+    write_dicom_exam(src, small, study="1.2.3.2222", skip=("R-MLO",))
     code, report = run(src, tmp_path / "dst")
     assert code == 0
     assert len(exams_in(tmp_path / "dst")) == 1
@@ -506,7 +434,7 @@ def test_incomplete_exam_is_skipped_and_others_go_on(tmp_path, small):
 
 
 def test_nothing_ingested_exits_non_zero_with_a_report(tmp_path, small):
-    write_exam(tmp_path / "src", small, skip=("L-MLO",))
+    write_dicom_exam(tmp_path / "src", small, skip=("L-MLO",))
     code, report = run(tmp_path / "src", tmp_path / "dst")
     assert code == 1
     assert exams_in(tmp_path / "dst") == []
@@ -561,7 +489,7 @@ def test_group_by_folder(tmp_path, small):
 
 
 def test_ids_are_stable_salted_and_optional(tmp_path, small, monkeypatch):
-    write_exam(tmp_path / "src", small)
+    write_dicom_exam(tmp_path / "src", small)
     monkeypatch.delenv("BCD_ID_SALT", raising=False)
     run(tmp_path / "src", tmp_path / "dst")
     first = [p.name for p in exams_in(tmp_path / "dst")]
@@ -595,7 +523,7 @@ def test_keep_ids_sanitises_keys(tmp_path, small):
 
 def test_undecodable_image_leaves_no_half_exam(tmp_path, small):
     src = tmp_path / "src"
-    write_exam(src, small)
+    write_dicom_exam(src, small)
     broken = src / "1001_RMLO.dcm"
     broken.write_bytes(broken.read_bytes()[:-5000])  # pixel data cut short
     dst = tmp_path / "dst"
@@ -609,7 +537,7 @@ def test_undecodable_image_leaves_no_half_exam(tmp_path, small):
 
 def test_files_that_are_not_mammograms_are_listed_as_skipped(tmp_path, small):
     src = tmp_path / "src"
-    write_exam(src, small)
+    write_dicom_exam(src, small)
     shutil.copy(get_testdata_file("CT_small.dcm"), src / "ct.dcm")
     shutil.copy(get_testdata_file("test-SR.dcm"), src / "report.dcm")
     (src / "notes.txt").write_text("not an image")
@@ -625,7 +553,7 @@ def test_files_that_are_not_mammograms_are_listed_as_skipped(tmp_path, small):
 
 
 def test_command_line_prints_the_table_and_refuses_a_report_inside_dst(tmp_path, small):
-    write_exam(tmp_path / "src", small, skip=("R-CC",))
+    write_dicom_exam(tmp_path / "src", small, skip=("R-CC",))
     make_dicom(
         tmp_path / "src" / "spot.dcm",
         small["R"],
@@ -654,7 +582,7 @@ def test_command_line_prints_the_table_and_refuses_a_report_inside_dst(tmp_path,
 
 def test_a_view_with_only_a_for_processing_image_keeps_it_with_a_note(tmp_path, small):
     src = tmp_path / "src"
-    write_exam(src, small, skip=("L-MLO",))
+    write_dicom_exam(src, small, skip=("L-MLO",))
     make_dicom(
         src / "raw_LMLO.dcm",
         small["L"],
