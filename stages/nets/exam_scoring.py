@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from stages.core.exam import VIEWS, Exam
-from stages.core.windows import sample_view_input
+from stages.core.exam import Exam
+from stages.core.windows import draw_epochs, view_input
 from stages.nets.provenance import IMAGE_MODEL_FILE, IMAGEHEATMAPS_MODEL_FILE
 from stages.nets.resnet22 import BasicBlockV2
 from stages.nets.runtime import EXACT, Precision, autocast
@@ -65,21 +65,21 @@ def predict(
     same windows: each epoch's windows are cut once, with all channels, and each model
     takes the channels it uses.
     """
-    rng = np.random.RandomState(AUGMENTATION_SEED)
-    best_center = exam.metadata["best_center"]
+    plan = draw_epochs(
+        {view: [image.shape for image in images] for view, images in views.items()},
+        exam.metadata["best_center"],
+        settings.epochs,
+        settings.augmentation,
+        AUGMENTATION_SEED,
+    )
     per_epoch: dict[str, list[np.ndarray]] = {name: [] for name in models}
-    for _ in range(settings.epochs):
-        windows = {}
-        for view in VIEWS:
-            index = rng.randint(low=0, high=len(views[view])) if settings.augmentation else 0
-            window = sample_view_input(
-                views[view][index],
-                view,
-                tuple(best_center[view][index]),
-                rng,
-                settings.augmentation,
-            )
-            windows[view] = torch.from_numpy(window)[None]
+    for epoch in plan:
+        windows = {
+            window.view: torch.from_numpy(
+                view_input(views[window.view][window.image_index], window.placement, window.view)
+            )[None]
+            for window in epoch
+        }
         for name, model in models.items():
             channels = MODEL_CHANNELS[name]
             batch = {
