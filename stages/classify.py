@@ -12,6 +12,8 @@ import argparse
 import hashlib
 import os
 import sys
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from stages.batching import DatumRun, stage_main
 from stages.core.errors import DataError
 from stages.core.exam import LABELS, VIEWS, Exam
 from stages.core.orientation import to_facing_right
-from stages.harness import EXIT_UNUSABLE, run_exams, stage_parser
+from stages.harness import EXIT_UNUSABLE, run_exams_pipelined, stage_parser
 from stages.io.exam_files import (
     CENTERS_JSON,
     CROPPED_IMAGES,
@@ -83,23 +85,38 @@ def csv_text(probabilities: np.ndarray) -> str:
     return ",".join(LABELS) + "\n" + ",".join(f"{p:.4f}" for p in probabilities) + "\n"
 
 
-def classify_exam(
+@dataclass(frozen=True)
+class LoadedExam:
+    """An exam's views as the classifiers take them, and the sha256s of the files read."""
+
+    exam: Exam
+    views: dict[str, list[np.ndarray]]
+    digests: dict[str, str]
+
+
+def load_classify_inputs(pfs_root: Path, with_heatmaps: bool, exam_id: str) -> LoadedExam:
+    """The exam and its views (CPU only: safe on a loading thread)."""
+    exam = load_exam(pfs_root / EXTRACT_CENTERS / exam_id, CENTERS_JSON)
+    views, digests = load_views(pfs_root, exam, with_heatmaps)
+    return LoadedExam(exam, views, digests)
+
+
+def write_predictions(
     pfs_root: Path,
-    models: dict[str, torch.nn.Module],
-    settings: Settings,
     provenance: dict[str, Any],
     exam_id: str,
+    scored: tuple[dict[str, str], dict[str, np.ndarray]],
     staging: Path,
 ) -> None:
-    exam = load_exam(pfs_root / EXTRACT_CENTERS / exam_id, CENTERS_JSON)
-    views, digests = load_views(pfs_root, exam, with_heatmaps="imageheatmaps" in models)
+    """The CSVs and predictions.json; `scored` = (input sha256s, probabilities by model)."""
+    digests, predictions = scored
     results = {}
-    for name, probabilities in predict(models, views, exam, settings).items():
+    for name, probabilities in predictions.items():
         atomic_write_bytes(staging / f"{name}_predictions.csv", csv_text(probabilities).encode())
         results[name] = dict(zip(LABELS, (float(p) for p in probabilities), strict=True))
     exam_provenance = {**provenance, "input_images_sha256": digests}
     heatmaps_provenance = pfs_root / GENERATE_HEATMAPS / exam_id / HEATMAPS_PROVENANCE
-    if "imageheatmaps" in models and heatmaps_provenance.is_file():
+    if "imageheatmaps" in predictions and heatmaps_provenance.is_file():
         patch = read_heatmaps_provenance(heatmaps_provenance.parent)
         exam_provenance["models"] = {**exam_provenance["models"], "patch": patch["patch_model"]}
         exam_provenance["heatmaps_precision"] = patch.get("precision", "fp32")
@@ -209,14 +226,19 @@ def prepare(args: argparse.Namespace) -> DatumRun:
             "seed": AUGMENTATION_SEED,
         }
 
-        def process(exam_id: str, staging: Path) -> None:
-            classify_exam(pfs_root, models, settings, provenance, exam_id, staging)
+        def compute(
+            exam_id: str, loaded: LoadedExam
+        ) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+            return loaded.digests, predict(models, loaded.views, loaded.exam, settings)
 
-        return run_exams(
+        # The next exam's views are read while the classifiers run on the current one.
+        return run_exams_pipelined(
             CLASSIFY,
             pfs_root,
             [path.name for path in exam_dirs(pfs_root / EXTRACT_CENTERS)],
-            process,
+            partial(load_classify_inputs, pfs_root, "imageheatmaps" in models),
+            compute,
+            partial(write_predictions, pfs_root, provenance),
             upstream_inputs=upstream,
             strict=args.strict,
         )

@@ -11,21 +11,26 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from stages.batching import DatumRun, stage_main
+from stages.core.exam import Exam
 from stages.core.heatmaps import assemble_heatmap
 from stages.core.orientation import to_facing_right
-from stages.harness import EXIT_UNUSABLE, run_exams, stage_parser
+from stages.harness import EXIT_UNUSABLE, run_exams_pipelined, stage_parser
 from stages.io.exam_files import CENTERS_JSON, HEATMAPS_PROVENANCE, load_exam
 from stages.io.heatmaps_h5 import KINDS, heatmap_path, write_heatmap
 from stages.io.pfs import exam_dirs, write_json
 from stages.nets.checkpoints import CheckpointError, load_patch_classifier
 from stages.nets.patch_scoring import (
     CLASS_OF_KIND,
+    ImagePatches,
     exam_patches,
     patch_probabilities,
     prepare_model,
@@ -42,23 +47,48 @@ from stages.nets.weights_cache import WeightsCache
 from stages.table import CROP, EXTRACT_CENTERS, GENERATE_HEATMAPS, MODELS
 
 
-def heatmaps_for_exam(
-    pfs_root: Path,
+@dataclass(frozen=True)
+class ScoredImage:
+    """What writing one image's heatmaps needs: where its patches lay, and their scores."""
+
+    view: str
+    name: str
+    shape: tuple[int, int]
+    corners: list[tuple[int, int]]
+    scores: np.ndarray
+
+
+def load_patches(pfs_root: Path, exam_id: str) -> tuple[Exam, list[ImagePatches]]:
+    """The exam and its images cut into patch grids (CPU only: safe on a loading thread)."""
+    exam = load_exam(pfs_root / EXTRACT_CENTERS / exam_id, CENTERS_JSON)
+    return exam, exam_patches(pfs_root / CROP / exam_id, exam)
+
+
+def score_patches(
     model: torch.nn.Module,
     device: torch.device,
     batch_size: int,
-    provenance: dict[str, Any],
     exam_id: str,
-    staging: Path,
+    loaded: tuple[Exam, list[ImagePatches]],
     precision: Precision = EXACT,
-) -> None:
-    exam = load_exam(pfs_root / EXTRACT_CENTERS / exam_id, CENTERS_JSON)
-    images = exam_patches(pfs_root / CROP / exam_id, exam)
+) -> tuple[Exam, list[ScoredImage]]:
+    """The patch classifier over a loaded exam; the images' pixels are let go."""
+    exam, images = loaded
     scores = patch_probabilities(images, model, device, batch_size, exam_id, precision)
-    for image, image_scores in zip(images, scores, strict=True):
+    return exam, [
+        ScoredImage(image.view, image.name, image.image.shape, image.corners, image_scores)
+        for image, image_scores in zip(images, scores, strict=True)
+    ]
+
+
+def write_heatmaps(
+    provenance: dict[str, Any], scored: tuple[Exam, list[ScoredImage]], staging: Path
+) -> None:
+    exam, images = scored
+    for image in images:
         for kind in KINDS:
             heatmap = assemble_heatmap(
-                image.image.shape, image.corners, image_scores[:, CLASS_OF_KIND[kind]]
+                image.shape, image.corners, image.scores[:, CLASS_OF_KIND[kind]]
             )
             # Saved in the cropped image's own orientation, like the reference.
             raw_orientation = to_facing_right(heatmap, image.view, exam.horizontal_flip)
@@ -110,23 +140,22 @@ def prepare(args: argparse.Namespace) -> DatumRun:
             print(f"bcd {GENERATE_HEATMAPS}: {error}", file=sys.stderr)
             return EXIT_UNUSABLE
 
-        def process(exam_id: str, staging: Path) -> None:
-            heatmaps_for_exam(
-                pfs_root,
-                model,
-                setup.device,
-                args.batch_size,
-                provenance,
-                exam_id,
-                staging,
-                setup.precision,
+        def compute(
+            exam_id: str, loaded: tuple[Exam, list[ImagePatches]]
+        ) -> tuple[Exam, list[ScoredImage]]:
+            return score_patches(
+                model, setup.device, args.batch_size, exam_id, loaded, setup.precision
             )
 
-        return run_exams(
+        # The next exam is loaded and the previous one's heatmaps written while the
+        # patch classifier runs on the current one.
+        return run_exams_pipelined(
             GENERATE_HEATMAPS,
             pfs_root,
             [path.name for path in exam_dirs(pfs_root / EXTRACT_CENTERS)],
-            process,
+            partial(load_patches, pfs_root),
+            compute,
+            lambda exam_id, scored, staging: write_heatmaps(provenance, scored, staging),
             upstream_inputs=[CROP, EXTRACT_CENTERS],
             strict=args.strict,
         )

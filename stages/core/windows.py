@@ -5,15 +5,23 @@ image (zero-padded first when the image is too small to leave room for the noise
 moved by a random crop offset, its borders jittered by random size noise, and resized
 back to the input size. Every random draw is made in the reference's order from a
 numpy RandomState, so the same seed gives the same windows.
+
+The draws (`draw_placement`, `draw_epochs`) are apart from the pixel work (`view_input`),
+which is deterministic: an exam's windows can be drawn up front and cut later, on any
+thread. Only the window's own region is ever zero-padded, never the whole image, and the
+window is built channels-last, the layout the classifier runs in.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
-from stages.core.exam import INPUT_SIZE, view_angle
+from stages.core.exam import INPUT_SIZE, VIEWS, view_angle
 from stages.core.normalize import standardize
 
 AUGMENTED_CROP_NOISE = 100
@@ -46,17 +54,29 @@ def _noise_direction(multiplier: float, start: int, end: int, length: int) -> fl
     return multiplier
 
 
-def place_window(
-    image: np.ndarray,
+@dataclass(frozen=True)
+class Placement:
+    """One window: the zero padding the image gets, and the window's borders.
+
+    borders = (top, bottom, left, right), int32, in the padded image, noise applied.
+    """
+
+    pad_top: int
+    pad_bottom: int
+    pad_right: int
+    borders: npt.NDArray[np.int32]
+
+
+def draw_placement(
+    shape: tuple[int, ...],
     view: str,
     best_center: tuple[int, int],
     rng: np.random.RandomState,
     max_crop_noise: int,
     max_size_noise: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pad `image` (H, W, C) if needed and choose the window; returns (image, borders).
+) -> Placement:
+    """Where the window of an image of `shape` (H, W, ...) lies.
 
-    borders = (top, bottom, left, right) in the (possibly padded) image, noise applied.
     Draws uniform(-1, 1, 2) for the crop offset when crop noise is on, then always
     uniform(-1, 1, 4) for the size noise.
     """
@@ -70,7 +90,7 @@ def place_window(
     top, bottom = center_y - window_h // 2, center_y + window_h - window_h // 2
     left, right = center_x - window_w // 2, center_x + window_w - window_w // 2
 
-    height, width = image.shape[:2]
+    height, width = shape[:2]
     pad_top = pad_bottom = pad_right = 0
     margin = max_crop_noise + max_size_noise
     if view_angle(view) == "CC":
@@ -80,13 +100,8 @@ def place_window(
         top, bottom, _, pad_bottom = _pad_and_align(height, window_h, margin, False)
     if width < window_w + margin:
         left, right, _, pad_right = _pad_and_align(width, window_w, margin, False)
-    if pad_top or pad_bottom or pad_right:
-        padded = np.zeros(
-            (height + pad_top + pad_bottom, width + pad_right, image.shape[2]), dtype=image.dtype
-        )
-        padded[pad_top : pad_top + height, :width] = image
-        image = padded
-        height, width = image.shape[:2]
+    height += pad_top + pad_bottom
+    width += pad_right
 
     top, bottom = _shift_inside(top, bottom, height, window_h)
     left, right = _shift_inside(left, right, width, window_w)
@@ -111,19 +126,90 @@ def place_window(
         (size_noise, size_noise, horizontal_noise, horizontal_noise), dtype=np.int32
     )
     borders += np.array(np.round(noise_limits * size_multiplier), dtype=np.int32)
-    return image, borders
+    return Placement(pad_top, pad_bottom, pad_right, borders)
 
 
-def cut_window(image: np.ndarray, borders: np.ndarray, view: str) -> np.ndarray:
-    """The (h, w, C) window: the borders' content, resized (bicubic) when sizes differ."""
+def place_window(
+    image: np.ndarray,
+    view: str,
+    best_center: tuple[int, int],
+    rng: np.random.RandomState,
+    max_crop_noise: int,
+    max_size_noise: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`draw_placement` with the whole (H, W, C) image padded: (padded image, borders).
+
+    The reference's own formulation, for looking at a placement; `view_input` pads only
+    the window's region and gives the same pixels.
+    """
+    placement = draw_placement(image.shape, view, best_center, rng, max_crop_noise, max_size_noise)
+    if not (placement.pad_top or placement.pad_bottom or placement.pad_right):
+        return image, placement.borders
+    height, width = image.shape[:2]
+    padded = np.zeros(
+        (
+            height + placement.pad_top + placement.pad_bottom,
+            width + placement.pad_right,
+            *image.shape[2:],
+        ),
+        dtype=image.dtype,
+    )
+    padded[placement.pad_top : placement.pad_top + height, :width] = image
+    return padded, placement.borders
+
+
+def cut_window(image: np.ndarray, borders: np.ndarray, view: str, pad_top: int = 0) -> np.ndarray:
+    """The (h, w, C) window as a new array, resized (bicubic) when sizes differ.
+
+    `borders` are in the frame of `image` zero-padded by `pad_top` rows above and as far
+    as the borders reach below and to the right; only the window's region is padded.
+    """
     window_h, window_w = INPUT_SIZE[view_angle(view)]
     top, bottom, left, right = (int(b) for b in borders)
-    window = image[top:bottom, left:right]
-    if (bottom - top, right - left) != (window_h, window_w):
-        window = cv2.resize(window, (window_w, window_h), interpolation=cv2.INTER_CUBIC)
-        if window.ndim == 2:
-            window = window[:, :, np.newaxis]
-    return window
+    height, width = image.shape[:2]
+    first, last = top - pad_top, bottom - pad_top  # the window's rows in `image`
+    inside = first >= 0 and last <= height and right <= width
+    if inside:
+        region = image[first:last, left:right]
+    else:
+        region = np.zeros((bottom - top, right - left, *image.shape[2:]), dtype=image.dtype)
+        rows = slice(max(first, 0), min(last, height))
+        columns = slice(left, min(right, width))
+        if rows.start < rows.stop and columns.start < columns.stop:  # not all padding
+            region[rows.start - first : rows.stop - first, : columns.stop - left] = image[
+                rows, columns
+            ]
+    if region.shape[:2] == (window_h, window_w):
+        return region.copy() if inside else region
+    window = cv2.resize(region, (window_w, window_h), interpolation=cv2.INTER_CUBIC)
+    return window[:, :, np.newaxis] if window.ndim == 2 else window
+
+
+def view_input(image: np.ndarray, placement: Placement, view: str) -> np.ndarray:
+    """One (C, h, w) float32 model input, its memory channels-last: window, image channel
+    standardised.
+
+    `image` is (H, W, C) float32, facing right: the mammogram in channel 0, then the
+    benign and malignant heatmaps when the model uses them.
+    """
+    window = cut_window(image, placement.borders, view, placement.pad_top)
+    mammogram = window[:, :, 0]
+    # The statistics over a C-ordered copy: float32 sums depend on the memory order.
+    standardize(np.ascontiguousarray(mammogram), out=mammogram)
+    return window.transpose(2, 0, 1)
+
+
+def draw_view_placement(
+    shape: tuple[int, ...],
+    view: str,
+    best_center: tuple[int, int],
+    rng: np.random.RandomState,
+    augmentation: bool,
+) -> Placement:
+    """`draw_placement` with the reference's noise: 100 and 100 with augmentation, else none."""
+    noise = AUGMENTED_CROP_NOISE if augmentation else 0
+    size_noise = AUGMENTED_SIZE_NOISE if augmentation else 0
+    return draw_placement(shape, view, best_center, rng, noise, size_noise)
 
 
 def sample_view_input(
@@ -133,15 +219,41 @@ def sample_view_input(
     rng: np.random.RandomState,
     augmentation: bool,
 ) -> np.ndarray:
-    """One (C, h, w) float32 model input: window, image channel standardised.
+    """One (C, h, w) float32 model input, drawn from `rng` and cut (see `view_input`)."""
+    placement = draw_view_placement(image.shape, view, best_center, rng, augmentation)
+    return view_input(image, placement, view)
 
-    `image` is (H, W, C) float32, facing right: the mammogram in channel 0, then the
-    benign and malignant heatmaps when the model uses them.
+
+@dataclass(frozen=True)
+class ViewWindow:
+    """One view's window in one epoch: which of the view's images, and where."""
+
+    view: str
+    image_index: int
+    placement: Placement
+
+
+def draw_epochs(
+    shapes: Mapping[str, Sequence[tuple[int, ...]]],
+    best_centers: Mapping[str, Sequence[Sequence[int]]],
+    epochs: int,
+    augmentation: bool,
+    seed: int,
+) -> list[list[ViewWindow]]:
+    """Every epoch's windows, views in order, drawn from RandomState(seed) as the
+    reference draws them: per view `randint(0, n_images)` (with augmentation), then the
+    placement's draws. `shapes` and `best_centers` hold, per view, those of its images.
     """
-    noise = AUGMENTED_CROP_NOISE if augmentation else 0
-    size_noise = AUGMENTED_SIZE_NOISE if augmentation else 0
-    padded, borders = place_window(image, view, best_center, rng, noise, size_noise)
-    window = cut_window(padded, borders, view)
-    channels = [standardize(window[:, :, 0].copy())]
-    channels += [window[:, :, index] for index in range(1, window.shape[2])]
-    return np.stack(channels).astype(np.float32, copy=False)
+    rng = np.random.RandomState(seed)
+    plan = []
+    for _ in range(epochs):
+        windows = []
+        for view in VIEWS:
+            index = rng.randint(low=0, high=len(shapes[view])) if augmentation else 0
+            center = best_centers[view][index]
+            placement = draw_view_placement(
+                shapes[view][index], view, (int(center[0]), int(center[1])), rng, augmentation
+            )
+            windows.append(ViewWindow(view, int(index), placement))
+        plan.append(windows)
+    return plan
