@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from stages import __version__
+from stages.table import CLASSIFY, GENERATE_HEATMAPS
 
 THREADS_ENV = "BCD_TORCH_THREADS"
 PRECISION_ENV = "BCD_PRECISION"
@@ -24,8 +25,12 @@ PRECISION_CHOICES = ("fp32", "bf16")
 BACKEND_ENV = "BCD_BACKEND"
 TORCH_BACKEND = "torch"
 OPENVINO_BACKEND = "openvino"
-# auto: OpenVINO on the CPU (2-3x torch there, docs/performance.md), torch on CUDA.
 BACKEND_CHOICES = ("auto", TORCH_BACKEND, OPENVINO_BACKEND)
+# What auto runs on the CPU, per stage (on CUDA: torch). generate_heatmaps: OpenVINO, ~2-3x
+# torch's patches/s. classify: torch, because its four compiled trunks hold their own
+# working memory (peak RSS 2.7 GiB against torch's 1.8 and the reference's 2.0) for about
+# the same time per exam once their conversion is paid (docs/performance.md).
+AUTO_CPU_BACKEND = {GENERATE_HEATMAPS: OPENVINO_BACKEND, CLASSIFY: TORCH_BACKEND}
 
 
 def add_device_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,8 +52,9 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
         "--backend",
         choices=BACKEND_CHOICES,
         default=os.environ.get(BACKEND_ENV, "auto"),
-        help="what runs the networks: torch, or openvino (CPU only); auto = openvino on the "
-        "CPU, torch on CUDA (default: $BCD_BACKEND, else auto)",
+        help="what runs the networks: torch, or openvino (CPU only); auto = torch on CUDA, "
+        "on the CPU openvino for generate_heatmaps and torch for classify (default: "
+        "$BCD_BACKEND, else auto)",
     )
 
 
@@ -101,8 +107,9 @@ def bf16_supported(device: torch.device) -> bool:
     return supported
 
 
-def resolve_backend(choice: str, device: torch.device) -> str:
-    """The backend for 'auto' (a fixed rule: OpenVINO on the CPU, torch on CUDA) or as asked.
+def resolve_backend(choice: str, device: torch.device, stage: str) -> str:
+    """The backend `stage` runs for 'auto' (a fixed rule: AUTO_CPU_BACKEND on the CPU, torch
+    on CUDA), or the one asked for.
 
     Never chosen by a benchmark at start-up, so that the same machine always gives the same
     numbers. ValueError when the backend cannot run on `device` or is not installed.
@@ -110,7 +117,7 @@ def resolve_backend(choice: str, device: torch.device) -> str:
     if choice not in BACKEND_CHOICES:
         raise ValueError(f"backend must be one of {', '.join(BACKEND_CHOICES)}, not {choice!r}")
     if choice == "auto":
-        choice = OPENVINO_BACKEND if device.type == "cpu" else TORCH_BACKEND
+        choice = AUTO_CPU_BACKEND[stage] if device.type == "cpu" else TORCH_BACKEND
     if choice == OPENVINO_BACKEND:
         if device.type != "cpu":
             raise ValueError(
@@ -205,7 +212,7 @@ def setup_torch_stage(
     """
     device = resolve_device(device_choice)
     precision = resolve_precision(precision_choice, device)
-    backend = resolve_backend(backend_choice, device)
+    backend = resolve_backend(backend_choice, device, stage)
     threads = configure_torch_threads()
     use_exact_fp32()
     if precision.note:

@@ -23,6 +23,7 @@ from stages.nets.openvino_backend import OpenVinoModule, compile_for_cpu, conver
 from stages.nets.patch_scoring import prepare_model
 from stages.nets.provenance import PATCH_MODEL_FILE
 from stages.nets.runtime import EXACT, Precision, resolve_backend
+from stages.table import CLASSIFY, GENERATE_HEATMAPS
 
 BATCH = 4
 PATCH_INPUT = (BATCH, 3, 256, 256)
@@ -30,17 +31,23 @@ PATCH_INPUT = (BATCH, 3, 256, 256)
 PARITY = 1e-5
 
 
-def test_auto_is_openvino_on_the_cpu_and_torch_on_cuda():
-    assert resolve_backend("auto", torch.device("cpu")) == "openvino"
-    assert resolve_backend("auto", torch.device("cuda")) == "torch"
-    assert resolve_backend("torch", torch.device("cpu")) == "torch"
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+
+
+def test_auto_is_a_fixed_rule_per_stage_and_device():
+    assert resolve_backend("auto", CPU, GENERATE_HEATMAPS) == "openvino"
+    assert resolve_backend("auto", CPU, CLASSIFY) == "torch"
+    for stage in (GENERATE_HEATMAPS, CLASSIFY):
+        assert resolve_backend("auto", CUDA, stage) == "torch"
+        assert resolve_backend("torch", CPU, stage) == "torch"
+        assert resolve_backend("openvino", CPU, stage) == "openvino"
 
 
 def test_openvino_is_refused_on_cuda_and_unknown_backends_are_refused():
     with pytest.raises(ValueError, match=r"CPU only.*--backend torch"):
-        resolve_backend("openvino", torch.device("cuda"))
+        resolve_backend("openvino", CUDA, CLASSIFY)
     with pytest.raises(ValueError, match="one of auto, torch, openvino"):
-        resolve_backend("onnx", torch.device("cpu"))
+        resolve_backend("onnx", CPU, GENERATE_HEATMAPS)
 
 
 @pytest.fixture(scope="module")
