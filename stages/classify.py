@@ -22,7 +22,7 @@ import torch
 
 from stages.batching import DatumRun, stage_main
 from stages.core.errors import DataError
-from stages.core.exam import LABELS, VIEWS, Exam
+from stages.core.exam import INPUT_SIZE, LABELS, VIEWS, Exam, view_angle
 from stages.core.orientation import to_facing_right
 from stages.harness import EXIT_UNUSABLE, run_exams_pipelined, stage_parser
 from stages.io.exam_files import (
@@ -46,7 +46,8 @@ from stages.nets.exam_scoring import (
     prepare_classifier,
 )
 from stages.nets.provenance import UNVERIFIED_WARNING, file_provenance
-from stages.nets.runtime import TorchSetup, add_device_arguments, setup_torch_stage
+from stages.nets.runtime import TorchSetup, add_device_arguments, on_backend, setup_torch_stage
+from stages.nets.view_split import ViewSplitClassifier, trunk_name
 from stages.nets.weights_cache import WeightsCache
 from stages.table import CLASSIFY, CROP, EXTRACT_CENTERS, GENERATE_HEATMAPS, MODELS
 
@@ -181,16 +182,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def trunks_on_backend(
+    model: ViewSplitClassifier, channels: int, setup: TorchSetup
+) -> ViewSplitClassifier:
+    """`model` with its CC and MLO trunks on the setup's backend, each for its angle's
+    window size (every window is resized to it); heads and pooling stay torch's.
+    """
+    trunks = model.four_view_resnet
+    for name, angle in {trunk_name(view): view_angle(view) for view in VIEWS}.items():
+        input_shape = (1, channels, *INPUT_SIZE[angle])
+        setattr(trunks, name, on_backend(getattr(trunks, name), input_shape, setup))
+    return model
+
+
 def load_classifiers(
     paths: dict[str, Path], setup: TorchSetup
 ) -> tuple[dict[str, torch.nn.Module], dict[str, dict[str, Any]]]:
     """The classifiers (name -> checkpoint file) ready to run, and their files' provenance."""
-    models = {}
+    models: dict[str, torch.nn.Module] = {}
     for name, path in paths.items():
         if not path.is_file():
             raise CheckpointError(f"{path}: classifier not found (see models/README.md)")
-        model = load_view_split_classifier(path, MODEL_CHANNELS[name], setup.device)
-        models[name] = prepare_classifier(model)
+        channels = MODEL_CHANNELS[name]
+        model = load_view_split_classifier(path, channels, setup.device)
+        prepare_classifier(model)  # in place: Module.to returns the module itself
+        models[name] = trunks_on_backend(model, channels, setup)
     files = {name: file_provenance(path) for name, path in paths.items()}
     if not all(entry["verified"] for entry in files.values()):
         print(f"bcd {CLASSIFY}: {UNVERIFIED_WARNING}", file=sys.stderr)
@@ -200,7 +216,7 @@ def load_classifiers(
 def prepare(args: argparse.Namespace) -> DatumRun:
     """Torch set up once; each run loads the classifiers (again only when they changed)."""
     names = ("image", "imageheatmaps") if args.model == "both" else (args.model,)
-    setup = setup_torch_stage(CLASSIFY, args.device, args.precision)
+    setup = setup_torch_stage(CLASSIFY, args.device, args.precision, args.backend)
     settings = Settings(args.epochs, args.augmentation, setup.device, setup.precision)
     upstream = [CROP, EXTRACT_CENTERS]
     if "imageheatmaps" in names:

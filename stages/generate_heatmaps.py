@@ -23,6 +23,7 @@ from stages.batching import DatumRun, stage_main
 from stages.core.exam import Exam
 from stages.core.heatmaps import assemble_heatmap
 from stages.core.orientation import to_facing_right
+from stages.core.patches import PATCH_SIZE
 from stages.harness import EXIT_UNUSABLE, run_exams_pipelined, stage_parser
 from stages.io.exam_files import CENTERS_JSON, HEATMAPS_PROVENANCE, load_exam
 from stages.io.heatmaps_h5 import KINDS, heatmap_path, write_heatmap
@@ -41,6 +42,7 @@ from stages.nets.runtime import (
     Precision,
     TorchSetup,
     add_device_arguments,
+    on_backend,
     setup_torch_stage,
 )
 from stages.nets.weights_cache import WeightsCache
@@ -108,11 +110,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def load_patch_model(model_file: Path, setup: TorchSetup) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The patch classifier ready to run, and the provenance every exam's heatmaps record."""
+def load_patch_model(
+    model_file: Path, setup: TorchSetup, batch_size: int
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The patch classifier ready to run on the setup's backend (for batches of `batch_size`
+    patches), and the provenance every exam's heatmaps record.
+    """
     if not model_file.is_file():
         raise CheckpointError(f"{model_file}: patch model not found (see models/README.md)")
     model = prepare_model(load_patch_classifier(model_file, setup.device))
+    model = on_backend(model, (batch_size, 3, PATCH_SIZE, PATCH_SIZE), setup)
     model_provenance = file_provenance(model_file)
     provenance = {
         "patch_model": model_provenance,
@@ -127,14 +134,14 @@ def load_patch_model(model_file: Path, setup: TorchSetup) -> tuple[torch.nn.Modu
 
 def prepare(args: argparse.Namespace) -> DatumRun:
     """Torch set up once; each run loads the patch model (again only when it changed)."""
-    setup = setup_torch_stage(GENERATE_HEATMAPS, args.device, args.precision)
+    setup = setup_torch_stage(GENERATE_HEATMAPS, args.device, args.precision, args.backend)
     weights: WeightsCache[tuple[torch.nn.Module, dict[str, Any]]] = WeightsCache(GENERATE_HEATMAPS)
 
     def run(pfs_root: Path) -> int:
         model_file = pfs_root / MODELS / PATCH_MODEL_FILE
         try:
             model, provenance = weights.get(
-                [model_file], lambda: load_patch_model(model_file, setup)
+                [model_file], lambda: load_patch_model(model_file, setup, args.batch_size)
             )
         except CheckpointError as error:
             print(f"bcd {GENERATE_HEATMAPS}: {error}", file=sys.stderr)

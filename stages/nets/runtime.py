@@ -1,9 +1,10 @@
-"""Where and how torch runs: thread count, device, numeric precision."""
+"""Where and how the networks run: thread count, device, numeric precision, backend."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.metadata
 import os
 import sys
 from collections.abc import Iterator
@@ -11,14 +12,25 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 
 from stages import __version__
+from stages.table import CLASSIFY, GENERATE_HEATMAPS
 
 THREADS_ENV = "BCD_TORCH_THREADS"
 PRECISION_ENV = "BCD_PRECISION"
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 # fp32 is exact (the reference's numbers); bf16 is the opt-in fast mode.
 PRECISION_CHOICES = ("fp32", "bf16")
+BACKEND_ENV = "BCD_BACKEND"
+TORCH_BACKEND = "torch"
+OPENVINO_BACKEND = "openvino"
+BACKEND_CHOICES = ("auto", TORCH_BACKEND, OPENVINO_BACKEND)
+# What auto runs on the CPU, per stage (on CUDA: torch). generate_heatmaps: OpenVINO, ~2-3x
+# torch's patches/s. classify: torch, because its four compiled trunks hold their own
+# working memory (peak RSS 2.7 GiB against torch's 1.8 and the reference's 2.0) for about
+# the same time per exam once their conversion is paid (docs/performance.md).
+AUTO_CPU_BACKEND = {GENERATE_HEATMAPS: OPENVINO_BACKEND, CLASSIFY: TORCH_BACKEND}
 
 
 def add_device_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +47,14 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get(PRECISION_ENV, "fp32"),
         help="fp32 = exact (the default); bf16 = fast mode, results differ ~1e-3, where "
         "supported (else exact fp32, with a note) (default: $BCD_PRECISION, else fp32)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=BACKEND_CHOICES,
+        default=os.environ.get(BACKEND_ENV, "auto"),
+        help="what runs the networks: torch, or openvino (CPU only); auto = torch on CUDA, "
+        "on the CPU openvino for generate_heatmaps and torch for classify (default: "
+        "$BCD_BACKEND, else auto)",
     )
 
 
@@ -87,6 +107,38 @@ def bf16_supported(device: torch.device) -> bool:
     return supported
 
 
+def resolve_backend(choice: str, device: torch.device, stage: str) -> str:
+    """The backend `stage` runs for 'auto' (a fixed rule: AUTO_CPU_BACKEND on the CPU, torch
+    on CUDA), or the one asked for.
+
+    Never chosen by a benchmark at start-up, so that the same machine always gives the same
+    numbers. ValueError when the backend cannot run on `device` or is not installed.
+    """
+    if choice not in BACKEND_CHOICES:
+        raise ValueError(f"backend must be one of {', '.join(BACKEND_CHOICES)}, not {choice!r}")
+    if choice == "auto":
+        choice = AUTO_CPU_BACKEND[stage] if device.type == "cpu" else TORCH_BACKEND
+    if choice == OPENVINO_BACKEND:
+        if device.type != "cpu":
+            raise ValueError(
+                f"backend 'openvino' runs on the CPU only, not on {device.type.upper()}: "
+                "use --backend torch (or auto), or --device cpu"
+            )
+        try:
+            importlib.metadata.version("openvino")
+        except importlib.metadata.PackageNotFoundError:
+            raise ValueError(
+                "backend 'openvino' needs the openvino package (the torch extra: pip install "
+                "'.[torch]'); or use --backend torch"
+            ) from None
+    return choice
+
+
+def backend_version(backend: str) -> str:
+    """The installed version of the package that runs `backend`."""
+    return importlib.metadata.version("openvino" if backend == OPENVINO_BACKEND else "torch")
+
+
 @dataclass(frozen=True)
 class Precision:
     """The precision asked for, the one really used, and why they differ (if they do)."""
@@ -131,11 +183,12 @@ def autocast(precision: Precision, device: torch.device) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class TorchSetup:
-    """Where a torch stage runs: device, precision and torch threads."""
+    """Where a torch stage runs: device, precision, threads and the backend of its networks."""
 
     device: torch.device
     precision: Precision
     threads: int
+    backend: str = TORCH_BACKEND
 
     def provenance(self) -> dict[str, Any]:
         """The provenance fields every torch stage records."""
@@ -143,20 +196,37 @@ class TorchSetup:
             "device": str(self.device),
             "torch_threads": self.threads,
             **self.precision.provenance(),
+            "backend": self.backend,
+            "backend_version": backend_version(self.backend),
             "project_version": __version__,
         }
 
 
-def setup_torch_stage(stage: str, device_choice: str, precision_choice: str) -> TorchSetup:
-    """Device, precision, threads ($BCD_TORCH_THREADS) and exact fp32 for a torch stage.
+def setup_torch_stage(
+    stage: str, device_choice: str, precision_choice: str, backend_choice: str = "auto"
+) -> TorchSetup:
+    """Device, precision, threads ($BCD_TORCH_THREADS), backend and exact fp32 for a stage.
 
     ValueError when the choice cannot run here (the stage exits 2 before any exam); a
     precision fallback is said on stderr.
     """
     device = resolve_device(device_choice)
     precision = resolve_precision(precision_choice, device)
+    backend = resolve_backend(backend_choice, device, stage)
     threads = configure_torch_threads()
     use_exact_fp32()
     if precision.note:
         print(f"bcd {stage}: {precision.note}", file=sys.stderr)
-    return TorchSetup(device, precision, threads)
+    return TorchSetup(device, precision, threads, backend)
+
+
+def on_backend(model: nn.Module, input_shape: tuple[int, ...], setup: TorchSetup) -> nn.Module:
+    """`model` as the setup's backend runs it: itself for torch; converted and compiled once
+    for `input_shape` for OpenVINO (seconds; once per process, or per warm worker).
+    """
+    if setup.backend != OPENVINO_BACKEND:
+        return model
+    # Imported here: only a stage that runs OpenVINO loads it.
+    from stages.nets.openvino_backend import on_openvino
+
+    return on_openvino(model, input_shape, setup.precision, setup.threads)

@@ -3,12 +3,14 @@
 The expected values in tests/data/reference/models/ were measured by running the
 reference itself on the same demo weights (see tests/data/reference/README.md). Here the
 inputs are rebuilt, our crop and extract_centers stages prepare the /pfs tree, and our
-generate_heatmaps and classify stages run as real subprocesses on the CPU.
+generate_heatmaps and classify stages run as real subprocesses on the CPU, on the OpenVINO
+backend (what auto picks on a CPU) and, for one small case, on torch.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -24,6 +26,9 @@ TOLERANCE = 1e-5
 MODELS = ("image", "imageheatmaps")
 KINDS = ("malignant", "benign")
 SMALL_CASES = ("small-mixed", "small-mixed-yes")
+# (case, backend) of the small-exam runs: every case on OpenVINO, the CPU default; one on
+# torch, which runs on CUDA and wherever it is asked for.
+SMALL_RUNS = (*((case, "openvino") for case in SMALL_CASES), ("small-mixed", "torch"))
 FULL_SIZE_CASE = "demo-0001"
 # Crops deeper and taller than the windows plus their noise margins: the classifier's
 # windows follow best_center, and the crop noise is clamped by the image edges.
@@ -106,19 +111,39 @@ def run_centres(case: str, root: Path, models: Path) -> dict[str, Path]:
     return outputs
 
 
-def run_heatmaps(case: str, root: Path, models: Path) -> dict[str, Path]:
+def run_heatmaps(case: str, root: Path, models: Path, backend: str) -> dict[str, Path]:
     """run_centres, then generate_heatmaps; its output is added to the returned inputs."""
     outputs = run_centres(case, root, models)
     heatmaps = stage_root(root, "heatmaps", outputs)
-    run_stage("stages.generate_heatmaps", heatmaps, "--device", "cpu")
+    run_stage("stages.generate_heatmaps", heatmaps, "--device", "cpu", "--backend", backend)
+    check_backend(heatmaps / "out" / case / "heatmaps_provenance.json", backend)
     return {**outputs, "generate_heatmaps": heatmaps / "out"}
 
 
-def run_classify(root: Path, outputs: dict[str, Path], mode: str, *flags: str) -> Path:
+def run_classify(
+    root: Path, outputs: dict[str, Path], mode: str, backend: str, *flags: str
+) -> Path:
     """Run classify with the flags of `mode` and `flags`; returns the tree it ran in."""
     pfs = stage_root(root, f"classify-{mode}", outputs)
-    run_stage("stages.classify", pfs, "--device", "cpu", *CLASSIFY_FLAGS[mode], *flags)
+    run_stage(
+        "stages.classify",
+        pfs,
+        "--device",
+        "cpu",
+        "--backend",
+        backend,
+        *CLASSIFY_FLAGS[mode],
+        *flags,
+    )
     return pfs
+
+
+def check_backend(provenance_file: Path, backend: str) -> None:
+    """The output says which backend made it, and which version of it."""
+    provenance = json.loads(provenance_file.read_text())
+    provenance = provenance.get("provenance", provenance)
+    assert provenance["backend"] == backend
+    assert provenance["backend_version"] == importlib.metadata.version(backend)
 
 
 def check_heatmaps(exam_out: Path, expected: dict, arrays: dict[str, np.ndarray]) -> None:
@@ -171,7 +196,8 @@ def check_csv(text: str, reference_text: str, expected: dict[str, float]) -> Non
             assert cell in texts, (cell, texts)
 
 
-def check_predictions(exam_out: Path, expected: dict) -> None:
+def check_predictions(exam_out: Path, expected: dict, backend: str) -> None:
+    check_backend(exam_out / "predictions.json", backend)
     written = json.loads((exam_out / "predictions.json").read_text())["models"]
     assert list(written) == [model for model in MODELS if model in expected]
     for model in written:
@@ -182,28 +208,28 @@ def check_predictions(exam_out: Path, expected: dict) -> None:
         check_csv(csv, expected[f"{model}_csv"], expected[model])
 
 
-@pytest.fixture(scope="module", params=SMALL_CASES)
+@pytest.fixture(scope="module", params=SMALL_RUNS, ids="-".join)
 def small_case(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, demo_models: Path
-) -> tuple[str, Path, dict[str, Path]]:
-    case = request.param
+) -> tuple[str, str, Path, dict[str, Path]]:
+    case, backend = request.param
     check_demo_weights(demo_models, load_expected(case)[0])
-    root = tmp_path_factory.mktemp(case)
-    return case, root, run_heatmaps(case, root, demo_models)
+    root = tmp_path_factory.mktemp(f"{case}-{backend}")
+    return case, backend, root, run_heatmaps(case, root, demo_models, backend)
 
 
 def test_small_exam_heatmaps_match_the_reference(small_case):
-    case, _, outputs = small_case
+    case, _, _, outputs = small_case
     expected, arrays = load_expected(case)
     check_heatmaps(outputs["generate_heatmaps"] / case, expected, arrays)
 
 
 @pytest.mark.parametrize("mode", CLASSIFY_FLAGS)
 def test_small_exam_predictions_match_the_reference(small_case, mode):
-    case, root, outputs = small_case
+    case, backend, root, outputs = small_case
     expected, _ = load_expected(case)
-    pfs = run_classify(root, outputs, mode)
-    check_predictions(pfs / "out" / case, expected["predictions"][mode])
+    pfs = run_classify(root, outputs, mode, backend)
+    check_predictions(pfs / "out" / case, expected["predictions"][mode], backend)
 
 
 def test_full_size_exam_matches_the_reference(tmp_path, demo_models):
@@ -214,10 +240,11 @@ def test_full_size_exam_matches_the_reference(tmp_path, demo_models):
     """
     expected, arrays = load_expected(FULL_SIZE_CASE)
     check_demo_weights(demo_models, expected)
-    outputs = run_heatmaps(FULL_SIZE_CASE, tmp_path, demo_models)
+    outputs = run_heatmaps(FULL_SIZE_CASE, tmp_path, demo_models, "openvino")
     check_heatmaps(outputs["generate_heatmaps"] / FULL_SIZE_CASE, expected, arrays)
-    pfs = run_classify(tmp_path, outputs, "no_augmentation")
-    check_predictions(pfs / "out" / FULL_SIZE_CASE, expected["predictions"]["no_augmentation"])
+    pfs = run_classify(tmp_path, outputs, "no_augmentation", "openvino")
+    predictions = expected["predictions"]["no_augmentation"]
+    check_predictions(pfs / "out" / FULL_SIZE_CASE, predictions, "openvino")
 
 
 def test_unpadded_windows_match_the_reference(tmp_path, demo_models):
@@ -226,5 +253,5 @@ def test_unpadded_windows_match_the_reference(tmp_path, demo_models):
     check_demo_weights(demo_models, expected)
     outputs = run_centres(UNPADDED_CASE, tmp_path, demo_models)
     for mode in CLASSIFY_FLAGS:
-        pfs = run_classify(tmp_path, outputs, mode, "--model", "image")
-        check_predictions(pfs / "out" / UNPADDED_CASE, expected["predictions"][mode])
+        pfs = run_classify(tmp_path, outputs, mode, "openvino", "--model", "image")
+        check_predictions(pfs / "out" / UNPADDED_CASE, expected["predictions"][mode], "openvino")

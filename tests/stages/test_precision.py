@@ -125,6 +125,8 @@ def test_outputs_record_the_precision_really_used(exact_and_fast):
         (exact / "generate_heatmaps" / "exam-1" / "heatmaps_provenance.json").read_text()
     )
     assert exact_provenance["precision"] == "fp32"
+    # On the CPU, auto runs OpenVINO, in bf16 too (its bf16 is the faster one there).
+    assert exact_provenance["backend"] == "openvino"
     heatmaps_provenance = json.loads(
         (fast / "generate_heatmaps" / "exam-1" / "heatmaps_provenance.json").read_text()
     )
