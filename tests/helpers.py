@@ -7,6 +7,7 @@ import json
 import os
 import pickle
 import struct
+import subprocess
 import sys
 import zlib
 from pathlib import Path
@@ -49,6 +50,23 @@ def png_chunk(kind: bytes, data: bytes, length: int | None = None) -> bytes:
 def python_module_cmd(module: str, *args: str) -> list[str]:
     """argv running `python -m module` with this interpreter."""
     return [sys.executable, "-m", module, *args]
+
+
+def run_stage_on(
+    module: str, pfs: Path, *args: str, env: dict[str, str], timeout: float = 3600
+) -> None:
+    """`python -m module --pfs pfs args...` as a real process; fails the test on non-zero exit.
+
+    The default timeout is only a guard: a full-size exam takes minutes on two busy cores.
+    """
+    done = subprocess.run(
+        python_module_cmd(module, "--pfs", str(pfs), *args),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def breast_phantom(height: int, width: int, facing_right: bool, seed: int) -> np.ndarray:

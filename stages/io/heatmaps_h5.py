@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 
 from stages.core.errors import DataError, brief
-from stages.io.pfs import atomic_write_bytes
+from stages.io.pfs import atomic_write_bytes, read_at_most
 
 HEATMAPS_DIR = "heatmaps"
 KINDS = ("malignant", "benign")
@@ -53,9 +53,8 @@ def read_heatmap(
         )
     height, width = expected_shape
     limit = height * width * np.dtype(np.float64).itemsize + HDF5_OVERHEAD_BYTES
-    with open(path, "rb") as handle:
-        data = handle.read(limit + 1)
-    if len(data) > limit:
+    data = read_at_most(path, limit)
+    if data is None:
         raise DataError(
             f"heatmap file is larger than a {height}x{width} heatmap can be ({limit:,} bytes "
             "at most): regenerate the heatmaps",

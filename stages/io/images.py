@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from stages.core.errors import DataError
-from stages.io.pfs import atomic_write_bytes
+from stages.io.pfs import atomic_write_bytes, read_at_most
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # A full-field mammogram has at most ~28 Mpixel (4728 x 5928 at 50 um); 30 Mpixel leaves
@@ -123,9 +123,8 @@ def _max_file_size(header: PngHeader) -> int:
 
 def _read_bounded(path: Path, limit: int, *, exam: str | None, file: str | None) -> bytes:
     """The file's bytes, refused without reading them when it is larger than `limit`."""
-    with open(path, "rb") as handle:
-        data = handle.read(limit + 1)
-    if len(data) > limit:
+    data = read_at_most(path, limit)
+    if data is None:
         raise DataError(
             f"PNG file is larger than its header's image can be ({limit:,} bytes at most): "
             "it holds something else; re-export or re-ingest the image",

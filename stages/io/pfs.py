@@ -71,13 +71,19 @@ def write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
+def read_at_most(path: Path, limit: int) -> bytes | None:
+    """The file's bytes, or None when it holds more than `limit` (never reading past it)."""
+    with open(path, "rb") as handle:
+        data = handle.read(limit + 1)
+    return None if len(data) > limit else data
+
+
 def read_json(path: Path) -> Any:
     """Parse a JSON file; ValueError when it is not UTF-8 JSON within the size and depth
     bounds (callers turn it into an error record). OSError propagates: a fault, not data.
     """
-    with open(path, "rb") as handle:
-        data = handle.read(MAX_JSON_BYTES + 1)
-    if len(data) > MAX_JSON_BYTES:
+    data = read_at_most(path, MAX_JSON_BYTES)
+    if data is None:
         raise ValueError(f"larger than {MAX_JSON_BYTES:,} bytes, far more than an exam's JSON")
     text = data.decode("utf-8")
     depth = json_depth(text)

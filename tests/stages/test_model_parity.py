@@ -19,7 +19,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from helpers import REFERENCE, python_module_cmd, write_case_exam
+from helpers import REFERENCE, python_module_cmd, run_stage_on, write_case_exam
 
 EXPECTED = REFERENCE / "models"
 TOLERANCE = 1e-5
@@ -54,14 +54,7 @@ def load_expected(case: str) -> tuple[dict, dict[str, np.ndarray]]:
 
 
 def run_stage(module: str, pfs: Path, *args: str) -> None:
-    done = subprocess.run(
-        python_module_cmd(module, "--pfs", str(pfs), *args),
-        env=STAGE_ENV,
-        capture_output=True,
-        text=True,
-        timeout=3600,  # a full-size exam takes minutes on two busy cores
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_stage_on(module, pfs, *args, env=STAGE_ENV)
 
 
 def stage_root(root: Path, name: str, inputs: dict[str, Path]) -> Path:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import torch
-from helpers import python_module_cmd, write_exam
+from helpers import run_stage_on, write_exam
 
 from bcd.models.demo_weights import write_demo_weights
 from stages.nets import runtime
@@ -71,14 +70,7 @@ def test_exact_fp32_turns_tf32_off():
 
 
 def _run(module: str, pfs: Path, *args: str) -> Path:
-    done = subprocess.run(
-        python_module_cmd(module, "--pfs", str(pfs), *args),
-        env=STAGE_ENV,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_stage_on(module, pfs, *args, env=STAGE_ENV, timeout=900)
     out = pfs / "out"
     target = pfs / module.removeprefix("stages.")
     out.rename(target)

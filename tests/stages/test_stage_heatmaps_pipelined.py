@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import python_module_cmd, write_exam
+from helpers import run_stage_on, write_exam
 
 from bcd.models.demo_weights import write_demo_weights
 
@@ -23,14 +22,7 @@ STAGE_ENV = {**os.environ, "BCD_TORCH_THREADS": "2"}
 
 
 def run_stage(module: str, pfs: Path, *args: str) -> None:
-    done = subprocess.run(
-        python_module_cmd(module, "--pfs", str(pfs), *args),
-        env=STAGE_ENV,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_stage_on(module, pfs, *args, env=STAGE_ENV, timeout=900)
 
 
 def heatmaps_root(pfs: Path, inputs: dict[str, Path], exam_ids: list[str]) -> Path:
