@@ -51,12 +51,13 @@ FUZZ_OUT ?= $(OUT)/fuzz
 fuzz: $(STAMP)
 	@failed=""; for harness in tests/fuzz/fuzz_*.py; do \
 		name=$$(basename $$harness .py); name=$${name#fuzz_}; \
-		mkdir -p $(FUZZ_OUT)/$$name/corpus $(FUZZ_OUT)/$$name/crashes; \
+		mkdir -p $(FUZZ_OUT)/$$name/corpus $(FUZZ_OUT)/$$name/crashes $(FUZZ_OUT)/$$name/tmp; \
 		echo "== $$name: $(FUZZ_SECONDS) s"; \
-		PYTHONPATH=$(CURDIR) $(BIN)/python $$harness -max_total_time=$(FUZZ_SECONDS) -timeout=2 \
+		TMPDIR=$(abspath $(FUZZ_OUT))/$$name/tmp PYTHONPATH=$(CURDIR) $(BIN)/python $$harness -max_total_time=$(FUZZ_SECONDS) -timeout=2 \
 			-rss_limit_mb=$(FUZZ_RSS_MB) -print_final_stats=1 \
 			-artifact_prefix=$(FUZZ_OUT)/$$name/crashes/ \
 			$(FUZZ_OUT)/$$name/corpus tests/fuzz/corpus/$$name || failed="$$failed $$name"; \
+		rm -rf $(FUZZ_OUT)/$$name/tmp; \
 	done; \
 	if [ -n "$$failed" ]; then echo "fuzz: crashes in:$$failed (inputs under $(FUZZ_OUT)/*/crashes)"; exit 1; fi
 

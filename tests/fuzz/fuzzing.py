@@ -12,6 +12,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
+# libFuzzer ends the process with C exit(), past Python's atexit handlers: a run's
+# scratch outlives it unless TMPDIR names a folder the caller removes (the smoke test's
+# tmp_path, `make fuzz`'s output folder). The handler cleans up when Python exits itself.
 _SCRATCH = Path(tempfile.mkdtemp(prefix="bcd-fuzz-"))
 atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)
 

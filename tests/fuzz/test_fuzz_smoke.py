@@ -37,8 +37,14 @@ def corpus_of(harness: Path) -> Path:
     return FUZZ / "corpus" / boundary(harness)
 
 
-def harness_env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(FUZZ)])}
+def harness_env(scratch: Path) -> dict[str, str]:
+    """The harness's environment; its scratch files go under `scratch` (see fuzzing.py)."""
+    scratch.mkdir(exist_ok=True)
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(FUZZ)]),
+        "TMPDIR": str(scratch),
+    }
 
 
 def test_every_harness_has_seeds():
@@ -65,7 +71,7 @@ def test_harness_survives_a_bounded_run(harness: Path, tmp_path: Path):
     ]
     result = subprocess.run(
         command,
-        env=harness_env(),
+        env=harness_env(tmp_path / "scratch"),
         capture_output=True,
         text=True,
         timeout=HANG_GUARD_S,
@@ -83,12 +89,12 @@ def test_harness_survives_a_bounded_run(harness: Path, tmp_path: Path):
     [harness for harness in HARNESSES if (REGRESSIONS / boundary(harness)).is_dir()],
     ids=lambda path: path.stem,
 )
-def test_harness_replays_the_inputs_fuzzing_found(harness: Path):
+def test_harness_replays_the_inputs_fuzzing_found(harness: Path, tmp_path: Path):
     inputs = sorted(str(path) for path in (REGRESSIONS / boundary(harness)).iterdir())
     # Given files, a harness runs each of them once.
     command = [sys.executable, str(harness), *inputs]
     result = subprocess.run(
-        command, env=harness_env(), capture_output=True, text=True, timeout=HANG_GUARD_S
+        command, env=harness_env(tmp_path), capture_output=True, text=True, timeout=HANG_GUARD_S
     )
     assert result.returncode == 0, f"{' '.join(command)}\n{result.stderr[-6000:]}"
     assert result.stderr.count("Running: ") == len(inputs), result.stderr[-6000:]
