@@ -31,7 +31,14 @@ from bcd.bench.ours import stage_command
 from bcd.bench.processes import CommandFailed, run_measured
 from bcd.runner.execute import kill_group
 from bcd.runner.worker_api import PORT_ENV, NextDatumCall, WorkerApiServer
-from stages.table import CLASSIFY, CROP, DATUM_BATCHING_ENV, EXTRACT_CENTERS, GENERATE_HEATMAPS
+from stages.table import (
+    CLASSIFY,
+    CROP,
+    DATUM_BATCHING_ENV,
+    EXTRACT_CENTERS,
+    GENERATE_HEATMAPS,
+    MODELS,
+)
 
 STAGES = (GENERATE_HEATMAPS, CLASSIFY)
 TARGET_ALLOWANCE = 0.05
@@ -54,7 +61,7 @@ def exam_root(folder: Path, exam: str, inputs: Mapping[str, Path], models: Path)
     for name, repo in inputs.items():
         (folder / name).mkdir(parents=True)
         (folder / name / exam).symlink_to((repo / exam).resolve(), target_is_directory=True)
-    (folder / "models").symlink_to(models.resolve(), target_is_directory=True)
+    (folder / MODELS).symlink_to(models.resolve(), target_is_directory=True)
     (folder / "out").mkdir()
     return folder
 
