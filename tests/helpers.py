@@ -54,8 +54,9 @@ def python_module_cmd(module: str, *args: str) -> list[str]:
 
 def run_stage_on(
     module: str, pfs: Path, *args: str, env: dict[str, str], timeout: float = 3600
-) -> None:
+) -> str:
     """`python -m module --pfs pfs args...` as a real process; fails the test on non-zero exit.
+    Its stderr (the stage's log).
 
     The default timeout is only a guard: a full-size exam takes minutes on two busy cores.
     """
@@ -67,6 +68,7 @@ def run_stage_on(
         timeout=timeout,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    return done.stderr
 
 
 def breast_phantom(height: int, width: int, facing_right: bool, seed: int) -> np.ndarray:

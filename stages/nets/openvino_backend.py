@@ -5,17 +5,23 @@ module converts it for one fixed input shape (torch.export, then OpenVINO's conv
 and compiles it for the CPU. Fixed shapes let the CPU plugin pick its kernels and memory
 plan once. Precision is pinned, never left to the plugin: on CPUs with AVX512-BF16 or AMX
 OpenVINO would otherwise run fp32 networks in bf16 (~1e-3 from exact), so the hint is set
-explicitly and read back from the compiled network.
+explicitly and read back from the compiled network. A conversion is kept in a cache
+folder (stages.nets.openvino_cache) so that a worker converts each network once.
 """
 
 from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import openvino as ov
 import torch
 from torch import nn
 
-from stages.nets.runtime import Precision
+from stages.nets import openvino_cache
+from stages.nets.runtime import OPENVINO_CACHE_ENV, Precision
 
 # Our precision names, in OpenVINO's INFERENCE_PRECISION_HINT values.
 INFERENCE_PRECISION = {"fp32": ov.Type.f32, "bf16": ov.Type.bf16}
@@ -88,9 +94,55 @@ class OpenVinoModule(nn.Module):
         return torch.from_numpy(np.concatenate(outputs))
 
 
+def cached_conversion(
+    model: nn.Module, input_shape: tuple[int, ...], cache: Path | None, label: str
+) -> ov.Model:
+    """`convert(model, input_shape)`, from the `cache` folder when it holds it (None: no
+    cache). A damaged entry or an unwritable folder is said on stderr under `label`; the
+    network is then converted here, so the outputs are the same either way.
+    """
+    if cache is None:
+        return convert(model, input_shape)
+    key = openvino_cache.conversion_key(model, input_shape, [Path(__file__)])
+    damaged = False
+    try:
+        stored = openvino_cache.load(cache, key)
+    except ValueError as error:
+        print(f"{label}: {error}: converting the network again", file=sys.stderr)
+        stored, damaged = None, True
+    network = f"{type(model).__name__} for {tuple(input_shape)}"
+    if stored is not None:
+        print(f"{label}: OpenVINO {network} from the cache ({cache / key})", file=sys.stderr)
+        return stored
+    start = time.perf_counter()
+    converted = convert(model, input_shape)
+    seconds = time.perf_counter() - start
+    about = {"input_shape": list(input_shape), "module": type(model).__name__}
+    try:
+        entry = openvino_cache.store(cache, key, converted, about, damaged=damaged)
+    except openvino_cache.CacheUnusable as error:
+        print(
+            f"{label}: {error}; each process converts its networks again (set "
+            f"{OPENVINO_CACHE_ENV} to a writable folder, or to 'off')",
+            file=sys.stderr,
+        )
+    else:
+        print(
+            f"{label}: OpenVINO network converted in {seconds:.1f} s, kept in {entry}",
+            file=sys.stderr,
+        )
+    return converted
+
+
 def on_openvino(
-    model: nn.Module, input_shape: tuple[int, ...], precision: Precision, threads: int
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    precision: Precision,
+    threads: int,
+    cache: Path | None = None,
+    label: str = "bcd",
 ) -> OpenVinoModule:
-    """`model` converted for `input_shape` and compiled for the CPU (seconds: once per process)."""
-    compiled = compile_for_cpu(convert(model, input_shape), precision, threads)
-    return OpenVinoModule(compiled, input_shape)
+    """`model` converted for `input_shape` (or read from `cache`) and compiled for the CPU
+    (seconds: once per process; from the cache, a fraction of a second)."""
+    converted = cached_conversion(model, input_shape, cache, label)
+    return OpenVinoModule(compile_for_cpu(converted, precision, threads), input_shape)

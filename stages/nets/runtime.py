@@ -7,8 +7,9 @@ import contextlib
 import importlib.metadata
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,6 +32,18 @@ BACKEND_CHOICES = ("auto", TORCH_BACKEND, OPENVINO_BACKEND)
 # working memory (peak RSS 2.7 GiB against torch's 1.8 and the reference's 2.0) for about
 # the same time per exam once their conversion is paid (docs/performance.md).
 AUTO_CPU_BACKEND = {GENERATE_HEATMAPS: OPENVINO_BACKEND, CLASSIFY: TORCH_BACKEND}
+# Where converted OpenVINO networks are kept (stages.nets.openvino_cache); "off": nowhere.
+OPENVINO_CACHE_ENV = "BCD_OPENVINO_CACHE"
+
+
+def openvino_cache_folder(environ: Mapping[str, str]) -> Path | None:
+    """Where converted networks are kept: $BCD_OPENVINO_CACHE ('off' or empty: nowhere),
+    else $XDG_CACHE_HOME/bcd/openvino, else ~/.cache/bcd/openvino."""
+    chosen = environ.get(OPENVINO_CACHE_ENV)
+    if chosen is not None:
+        return None if chosen.strip() in ("", "off") else Path(chosen)
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "bcd" / "openvino"
 
 
 def add_device_arguments(parser: argparse.ArgumentParser) -> None:
@@ -188,7 +201,10 @@ class TorchSetup:
     device: torch.device
     precision: Precision
     threads: int
-    backend: str = TORCH_BACKEND
+    backend: str
+    stage: str
+    # Where converted OpenVINO networks are kept (None: converted in every process).
+    conversion_cache: Path | None
 
     def provenance(self) -> dict[str, Any]:
         """The provenance fields every torch stage records."""
@@ -217,7 +233,7 @@ def setup_torch_stage(
     use_exact_fp32()
     if precision.note:
         print(f"bcd {stage}: {precision.note}", file=sys.stderr)
-    return TorchSetup(device, precision, threads, backend)
+    return TorchSetup(device, precision, threads, backend, stage, openvino_cache_folder(os.environ))
 
 
 def on_backend(model: nn.Module, input_shape: tuple[int, ...], setup: TorchSetup) -> nn.Module:
@@ -229,4 +245,11 @@ def on_backend(model: nn.Module, input_shape: tuple[int, ...], setup: TorchSetup
     # Imported here: only a stage that runs OpenVINO loads it.
     from stages.nets.openvino_backend import on_openvino
 
-    return on_openvino(model, input_shape, setup.precision, setup.threads)
+    return on_openvino(
+        model,
+        input_shape,
+        setup.precision,
+        setup.threads,
+        setup.conversion_cache,
+        f"bcd {setup.stage}",
+    )
