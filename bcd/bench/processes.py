@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from stages.nets.runtime import OPENVINO_CACHE_ENV
+
 # ru_maxrss is in KiB on Linux, in bytes on macOS.
 _MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024
 # A process's peak RSS survives exec: a child forked from the bench (torch loaded, ~1 GB)
@@ -83,9 +85,12 @@ def run_measured(
 
 
 def thread_env(threads: int, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment with every thread-count knob the stages and torch read set to `threads`."""
+    """The environment with every thread-count knob the stages and torch read set to `threads`,
+    and no OpenVINO conversion cache: each process converts its networks, as a fresh worker's
+    first datum does (the part that measures the cache names a fresh folder itself)."""
     env = dict(os.environ if base is None else base)
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "BCD_TORCH_THREADS"):
         env[name] = str(threads)
+    env[OPENVINO_CACHE_ENV] = "off"
     env.setdefault("PYTHONWARNINGS", "ignore")
     return env

@@ -126,6 +126,17 @@ def _stage_lines(result: dict[str, Any]) -> list[str]:
         f" ({_num(heatmaps['scored_per_s'], 2)} run through the network per s)"
     )
     lines.append(f"  end to end = {' + '.join(result['end_to_end']['stages'])}")
+    cached = result.get("cached_conversion")
+    if cached:
+        row, ref = cached[GENERATE_HEATMAPS], ref_rows.get(GENERATE_HEATMAPS, {})
+        lines.append(
+            f"  each later datum of a worker (OpenVINO conversion cached): generate_heatmaps "
+            f"{_num(row['seconds'])} s ({_num(cached['saved_s'])} s less, "
+            f"{_ratio(ref.get('seconds'), row['seconds'])} NYU's), end to end "
+            f"{_num(cached['end_to_end_seconds'])} s "
+            f"({_ratio(ref_rows['end to end'].get('seconds'), cached['end_to_end_seconds'])}); "
+            f"same bytes: {'yes' if cached['identical'] else 'NO'}"
+        )
     return lines
 
 

@@ -98,6 +98,20 @@ def test_quick_bench_measures_every_stage(quick):
     assert result["end_to_end"]["seconds"] == pytest.approx(total)
 
 
+def test_quick_bench_reruns_generate_heatmaps_with_its_conversion_cached(quick):
+    result, stdout, work = quick
+    cached = result["cached_conversion"]
+    _positive(cached["generate_heatmaps"], "seconds", "peak_rss_mib", "patches_per_s")
+    assert cached["identical"] is True
+    first = result["stages"]["generate_heatmaps"]["seconds"]
+    assert cached["saved_s"] == pytest.approx(first - cached["generate_heatmaps"]["seconds"])
+    log = (work / "ours.log").read_text()
+    assert "converted in" in log and "OpenVINO PatchDenseNet121 for" in log
+    assert "from the cache" in log  # the cached run's, and only from the bench's own folder
+    assert str(work / "openvino-cache") in log
+    assert "conversion cached" in stdout and "same bytes: yes" in stdout
+
+
 def test_quick_bench_measures_the_network_against_the_peak(quick):
     network = quick[0]["network"]
     # DenseNet-121 at 256 x 256: ~7.4 GFLOP (2 per multiply-add), far from 1 or 100.
