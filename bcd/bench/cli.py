@@ -585,7 +585,9 @@ def measure_exam(
     net = measure_network(pfs, exam_id, models, args, peaks)
     heatmaps["gflops_effective"] = heatmaps["scored_per_s"] * net["gflop_per_patch"]
     result["network"] = net
-    result["cached_conversion"] = measure_cached(pfs, exam_id, images, counts, env, result)
+    result["cached_conversion"] = measure_cached(
+        pfs, exam_id, images, counts, args.epochs, env, result
+    )
     save_partial(args, result)
     fresh = thread_env(args.threads)  # every later part: each process converts, as at first
     if args.fast:
@@ -614,11 +616,13 @@ def measure_cached(
     exam_id: str,
     images: int,
     counts: ours.PatchCounts,
+    epochs: int,
     env: dict[str, str],
     result: dict[str, Any],
 ) -> dict[str, Any]:
     """generate_heatmaps again, its conversion read from the cache the first run filled:
-    what each later datum of a worker costs. Its outputs must be the first run's bytes."""
+    what each later datum of a worker costs (its outputs must be the first run's bytes);
+    and classify on OpenVINO, converting then cached, beside auto's torch."""
     print(f"bcd bench: ours: {GENERATE_HEATMAPS}, conversion cached", file=sys.stderr)
     cached_repo = f"{GENERATE_HEATMAPS}-cached"
     flags = ["--device", "cpu", "--precision", "fp32"]
@@ -627,12 +631,36 @@ def measure_cached(
     )
     heatmaps = heatmap_rates(stage_row(measured, images, None), counts)
     first = result["stages"][GENERATE_HEATMAPS]["seconds"]
+    # classify on OpenVINO (auto keeps torch): converting, then from the cache.
+    classify_flags = [*flags, "--backend", "openvino", "--epochs", str(epochs)]
+    classify = {
+        run: stage_row(
+            ours.run_stage(
+                CLASSIFY,
+                pfs,
+                pfs.parent / "ours.log",
+                env,
+                classify_flags,
+                output_name=f"{CLASSIFY}-openvino-{run}",
+            ),
+            images,
+            None,
+        )
+        for run in ("converting", "cached")
+    }
     return {
         GENERATE_HEATMAPS: heatmaps,
         "saved_s": first - heatmaps["seconds"],
         "end_to_end_seconds": result["end_to_end"]["seconds"] - first + heatmaps["seconds"],
         "identical": warm.files_of(pfs / GENERATE_HEATMAPS / exam_id)
         == warm.files_of(pfs / cached_repo / exam_id),
+        "classify_openvino": {
+            **classify,
+            "prediction_max_abs_vs_torch": deviation.prediction_difference(
+                deviation.our_predictions(pfs / CLASSIFY / exam_id),
+                deviation.our_predictions(pfs / f"{CLASSIFY}-openvino-cached" / exam_id),
+            ),
+        },
     }
 
 

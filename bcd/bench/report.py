@@ -137,6 +137,15 @@ def _stage_lines(result: dict[str, Any]) -> list[str]:
             f"({_ratio(ref_rows['end to end'].get('seconds'), cached['end_to_end_seconds'])}); "
             f"same bytes: {'yes' if cached['identical'] else 'NO'}"
         )
+        on_openvino = cached["classify_openvino"]
+        lines.append(
+            f"  classify on OpenVINO (auto: torch, {_num(rows[CLASSIFY]['seconds'])} s): "
+            f"converting {_num(on_openvino['converting']['seconds'])} s, "
+            f"{_num(on_openvino['converting']['peak_rss_mib'], 0)} MiB; cached "
+            f"{_num(on_openvino['cached']['seconds'])} s, "
+            f"{_num(on_openvino['cached']['peak_rss_mib'], 0)} MiB; predictions within "
+            f"{on_openvino['prediction_max_abs_vs_torch']:.1e} of torch's"
+        )
     return lines
 
 

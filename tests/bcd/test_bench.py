@@ -105,11 +105,15 @@ def test_quick_bench_reruns_generate_heatmaps_with_its_conversion_cached(quick):
     assert cached["identical"] is True
     first = result["stages"]["generate_heatmaps"]["seconds"]
     assert cached["saved_s"] == pytest.approx(first - cached["generate_heatmaps"]["seconds"])
+    for run in ("converting", "cached"):
+        _positive(cached["classify_openvino"][run], "seconds", "peak_rss_mib")
+    assert cached["classify_openvino"]["prediction_max_abs_vs_torch"] < 1e-5
     log = (work / "ours.log").read_text()
     assert "converted in" in log and "OpenVINO PatchDenseNet121 for" in log
     assert "from the cache" in log  # the cached run's, and only from the bench's own folder
     assert str(work / "openvino-cache") in log
     assert "conversion cached" in stdout and "same bytes: yes" in stdout
+    assert "classify on OpenVINO (auto: torch" in stdout
 
 
 def test_quick_bench_measures_the_network_against_the_peak(quick):
