@@ -6,6 +6,7 @@ process shares the cores, as it usually does on a Pachyderm node).
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -30,8 +31,9 @@ from stages.table import GENERATE_HEATMAPS, MODELS, SAMPLE_DATA
 
 BACKENDS = (TORCH_BACKEND, OPENVINO_BACKEND)
 LOADS = ("quiet", "busy")
-# One pure-Python loop: a single core kept 100% busy for as long as it runs.
-SPIN = "while True: pass"
+# A pure-Python loop keeping one core 100% busy; it ends by itself should the bench die
+# without killing it (its parent, argv[1], gone).
+SPIN = "import os, sys\nparent = int(sys.argv[1])\nwhile os.getppid() == parent:\n    pass\n"
 
 
 def network_throughput(
@@ -59,7 +61,9 @@ def versions() -> dict[str, str]:
 def busy_process() -> Iterator[subprocess.Popen[bytes]]:
     """Another process spinning on the cores while the block runs; killed (and reaped) when
     it ends, however it ends."""
-    spinner = subprocess.Popen([sys.executable, "-c", SPIN], stdin=subprocess.DEVNULL)
+    spinner = subprocess.Popen(
+        [sys.executable, "-c", SPIN, str(os.getpid())], stdin=subprocess.DEVNULL
+    )
     try:
         yield spinner
     finally:

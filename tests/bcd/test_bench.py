@@ -10,12 +10,13 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from helpers import REPO, python_module_cmd, write_exam
 
-from bcd.bench.backends import SPIN, busy_process
+from bcd.bench.backends import busy_process
 from bcd.bench.cli import parse_args, warm_workers_on
 from bcd.bench.processes import CommandFailed, run_measured
 from bcd.bench.report import _busy_lines, _gpu_lines, _warm_lines, format_report
@@ -173,10 +174,27 @@ def test_busy_process_is_killed_when_the_measured_command_fails(tmp_path):
     with pytest.raises(CommandFailed, match="exit 4"), busy_process() as spinner:
         pid = spinner.pid
         assert spinner.poll() is None  # spinning while the command runs
-        assert SPIN in Path(f"/proc/{pid}/cmdline").read_bytes().decode()
         run_measured([sys.executable, "-c", "import sys; sys.exit(4)"], tmp_path / "log")
     assert spinner.returncode == -signal.SIGKILL
     assert not Path(f"/proc/{pid}").exists()  # killed and reaped: no zombie left
+
+
+def test_busy_process_ends_by_itself_when_the_bench_dies():
+    # A bench killed outright (no finally runs): its busy process must not spin on forever.
+    dies = (
+        "import os; from bcd.bench.backends import busy_process\n"
+        "with busy_process() as spinner:\n"
+        "    print(spinner.pid, flush=True)\n"
+        "    os._exit(9)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", dies], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 9, done.stderr
+    stat = Path(f"/proc/{int(done.stdout)}/stat")
+    for _ in range(300):  # a guard only: it ends within one loop of its parent's exit
+        if not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return
+        time.sleep(0.1)
+    pytest.fail(f"busy process {done.stdout.strip()} still running after the bench died")
 
 
 def test_busy_row_is_on_by_default_and_can_be_skipped():
