@@ -18,7 +18,17 @@ from typing import Any, TypedDict
 
 import torch
 
-from bcd.bench import deviation, exams, machine, network, ours, reference, scaling, warm
+from bcd.bench import (
+    backends,
+    deviation,
+    exams,
+    machine,
+    network,
+    ours,
+    reference,
+    scaling,
+    warm,
+)
 from bcd.bench.processes import CommandFailed, Measured, thread_env
 from bcd.bench.report import format_report
 from bcd.models.demo_weights import write_demo_weights
@@ -27,7 +37,13 @@ from stages.io.pfs import exam_dirs
 from stages.nets.checkpoints import load_patch_classifier
 from stages.nets.patch_scoring import prepare_model
 from stages.nets.provenance import MODEL_FILES, PATCH_MODEL_FILE, file_provenance
-from stages.nets.runtime import EXACT, OPENVINO_CACHE_ENV, bf16_supported, resolve_precision
+from stages.nets.runtime import (
+    EXACT,
+    OPENVINO_CACHE_ENV,
+    TORCH_BACKEND,
+    bf16_supported,
+    resolve_precision,
+)
 from stages.table import CLASSIFY, CROP, EXTRACT_CENTERS, GENERATE_HEATMAPS, MODELS, SAMPLE_DATA
 
 REPO = Path(__file__).resolve().parents[2]
@@ -131,6 +147,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-fast", dest="fast", action="store_false", help="skip bf16 runs")
     parser.add_argument(
+        "--no-busy",
+        dest="busy",
+        action="store_false",
+        help="skip the busy-CPU row: generate_heatmaps on the quick exam, torch and openvino, "
+        "each alone and beside one busy process",
+    )
+    parser.add_argument(
         "--scaling-only",
         action="store_true",
         help="only the `bcd run` scaling runs (with --scaling / --workers-exams)",
@@ -227,27 +250,42 @@ def measure_ours(
 def measure_network(
     pfs: Path, exam_id: str, models: Path, args: argparse.Namespace, peaks: dict[str, float]
 ) -> dict[str, Any]:
-    """The DenseNet alone on tissue patches of the exam, as generate_heatmaps runs it."""
+    """The DenseNet alone on tissue patches of the exam, as generate_heatmaps runs it, on
+    each backend: torch's rows keep their names, OpenVINO's are prefixed "openvino "."""
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
     model = prepare_model(load_patch_classifier(models / PATCH_MODEL_FILE, device))
     flops = network.flops_per_patch(model)
     patches = network.tissue_patches(pfs, exam_id, args.network_patches)
+    # The stage's batch; fewer patches (--quick) make one batch of them, not one zero-padded
+    # to OpenVINO's fixed shape, so that patches/s counts patches.
+    batch = min(HEATMAP_BATCH, len(patches))
+    precisions = [("fp32 (exact, the default)", EXACT)]
+    if bf16_supported(device):
+        precisions.append(("bf16 (fast mode)", resolve_precision("bf16", device)))
     throughput = {}
-    for name, precision in (("fp32 (exact, the default)", EXACT), ("bf16 (fast mode)", None)):
-        if precision is None:
-            if not bf16_supported(device):
-                continue
-            precision = resolve_precision("bf16", device)
-        rate = network.patches_per_second(model, patches, HEATMAP_BATCH, precision, device)
-        gflops = rate * flops / 1e9
-        throughput[name] = {
-            "patches_per_s": rate,
-            "gflops": gflops,
-            "peak": precision.used,
-            "of_peak": gflops / peaks[precision.used],
-        }
-    return {"gflop_per_patch": flops / 1e9, "patches": len(patches), "throughput": throughput}
+    for backend in backends.BACKENDS:
+        prefix = "" if backend == TORCH_BACKEND else f"{backend} "
+        for name, precision in precisions:
+            print(f"bcd bench: network alone: {backend} {precision.used}", file=sys.stderr)
+            rate = backends.network_throughput(
+                model, patches, batch, precision, backend, args.threads
+            )
+            gflops = rate * flops / 1e9
+            throughput[prefix + name] = {
+                "backend": backend,
+                "patches_per_s": rate,
+                "gflops": gflops,
+                "peak": precision.used,
+                "of_peak": gflops / peaks[precision.used],
+            }
+    return {
+        "gflop_per_patch": flops / 1e9,
+        "patches": len(patches),
+        "batch": batch,
+        "backend_versions": backends.versions(),
+        "throughput": throughput,
+    }
 
 
 def rerun_model_stages(
@@ -431,9 +469,7 @@ def measure_warm_workers(
     (a full-size one costs ~30 minutes there), on CUDA with full-size exams."""
     parts: dict[str, Any] = {}
     result["warm_workers"] = parts
-    quick = sources[0]
-    if not args.quick:
-        quick = exams.shrink_exam(sources[0], work / "quick" / sources[0].name)
+    quick = quick_exam(sources, work, args)
     parts["cpu"] = warm_workers_on("cpu", [quick], models, work / "cpu", args)
     save_partial(args, result)
     if args.device != "cpu" and torch.cuda.is_available():
@@ -444,6 +480,22 @@ def measure_warm_workers(
         why = "--device cpu" if args.device == "cpu" else "torch sees no CUDA device"
         parts["cuda"] = {"skipped": f"not measured on CUDA: {why}"}
         print(f"bcd bench: warm workers {parts['cuda']['skipped']}", file=sys.stderr)
+    save_partial(args, result)
+
+
+def quick_exam(sources: list[Path], work: Path, args: argparse.Namespace) -> Path:
+    """The quick exam: the measured one itself with --quick, else it shrunk under `work`."""
+    if args.quick:
+        return sources[0]
+    return exams.shrink_exam(sources[0], work / "quick" / sources[0].name)
+
+
+def measure_busy_cpu(
+    sources: list[Path], models: Path, work: Path, args: argparse.Namespace, result: dict[str, Any]
+) -> None:
+    """The busy-CPU row on the quick exam (`backends`), into `result`."""
+    exam = quick_exam(sources, work, args)
+    result["busy_cpu"] = backends.measure_busy_cpu(exam, models, work, args.threads)
     save_partial(args, result)
 
 
@@ -545,6 +597,8 @@ def run_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         measure_exam(sources[0], models, work, args, result)
         if args.warm_workers:
             measure_warm_workers(sources, models, work / "warm", args, result)
+        if args.busy:
+            measure_busy_cpu(sources, models, work / "busy", args, result)
     if args.scaling or args.workers_exams:
         measure_scaling(sources, models, work / "scaling", args, result)
     return {**result, "complete": True}

@@ -39,6 +39,8 @@ def format_report(result: dict[str, Any]) -> str:
         lines += _gpu_lines(result["gpu"], result.get("stages", {}))
     for part in result.get("warm_workers", {}).values():
         lines += _warm_lines(part)
+    if result.get("busy_cpu"):
+        lines += _busy_lines(result["busy_cpu"])
     return "\n".join(lines)
 
 
@@ -167,11 +169,37 @@ def _network_lines(result: dict[str, Any]) -> list[str]:
             f"{_num(ref_heatmaps['gflops_effective'], 0)} GFLOP/s"
         )
     for name, row in network["throughput"].items():
+        backend = row.get("backend", "torch")  # torch's rows keep their older, bare names
+        shown = name if name.startswith(f"{backend} ") else f"{backend} {name}"
         lines.append(
-            f"  network only, {name:<27}{_num(row['patches_per_s'], 2):>7} patches/s "
+            f"  network only, {shown:<36}{_num(row['patches_per_s'], 2):>7} patches/s "
             f"{_num(row['gflops'], 0):>5} GFLOP/s = {_num(100 * row['of_peak'], 0)}% of "
             f"{row['peak']} peak"
         )
+    if "backend_versions" in network:
+        versions = ", ".join(f"{name} {v}" for name, v in network["backend_versions"].items())
+        lines.append(
+            f"  network only: {network['patches']} tissue patches in batches of "
+            f"{network['batch']} (OpenVINO compiled for that shape, as the stage does); "
+            f"{versions}"
+        )
+    return lines
+
+
+def _busy_lines(busy: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        f"busy CPU: {busy['stage']} (fp32, CPU) on {busy['exam']}, {busy['threads']} threads, "
+        f"each a fresh process, alone and beside {busy['busy_processes']} busy process",
+        f"  {'backend':<10}{'quiet s':>9}{'busy s':>9}{'slow-down':>11}",
+    ]
+    for backend, row in busy["seconds"].items():
+        lines.append(
+            f"  {backend:<10}{_num(row['quiet']):>9}{_num(row['busy']):>9}"
+            f"{busy['slowdown'][backend]:>10.2f}x"
+        )
+    speedup = busy["openvino_speedup"]
+    lines.append(f"  openvino vs torch: {speedup['quiet']:.2f}x quiet, {speedup['busy']:.2f}x busy")
     return lines
 
 

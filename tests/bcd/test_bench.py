@@ -7,16 +7,19 @@ depend on the machine and are never asserted.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from helpers import REPO, python_module_cmd, write_exam
 
+from bcd.bench.backends import busy_process
 from bcd.bench.cli import parse_args, warm_workers_on
 from bcd.bench.processes import CommandFailed, run_measured
-from bcd.bench.report import _gpu_lines, _warm_lines, format_report
+from bcd.bench.report import _busy_lines, _gpu_lines, _warm_lines, format_report
 from bcd.models.demo_weights import write_demo_weights
 
 STAGES = ("crop", "extract_centers", "generate_heatmaps", "classify")
@@ -120,8 +123,36 @@ def test_quick_bench_measures_the_network_against_the_peak(quick):
     network = quick[0]["network"]
     # DenseNet-121 at 256 x 256: ~7.4 GFLOP (2 per multiply-add), far from 1 or 100.
     assert 5 < network["gflop_per_patch"] < 10
-    exact = network["throughput"]["fp32 (exact, the default)"]
-    _positive(exact, "patches_per_s", "gflops", "of_peak")
+    throughput = network["throughput"]
+    # torch's rows keep their names; OpenVINO's beside them, the same precisions.
+    torch_rows = [name for name, row in throughput.items() if row["backend"] == "torch"]
+    assert torch_rows[0] == "fp32 (exact, the default)"
+    assert [name for name in throughput if name not in torch_rows] == [
+        f"openvino {name}" for name in torch_rows
+    ]
+    for row in throughput.values():
+        _positive(row, "patches_per_s", "gflops", "of_peak")
+    assert throughput["openvino fp32 (exact, the default)"]["peak"] == "fp32"
+    assert 0 < network["batch"] <= 32 and network["patches"] >= network["batch"]
+    assert set(network["backend_versions"]) == {"torch", "openvino"}
+
+
+def test_quick_bench_times_heatmaps_on_each_backend_beside_a_busy_process(quick):
+    busy = quick[0]["busy_cpu"]
+    assert (busy["stage"], busy["busy_processes"]) == ("generate_heatmaps", 1)
+    assert busy["exam"] == quick[0]["settings"]["exam"]
+    seconds = busy["seconds"]
+    assert list(seconds) == ["torch", "openvino"]
+    for backend, row in seconds.items():
+        assert list(row) == ["quiet", "busy"]
+        _positive(row, "quiet", "busy")
+        assert busy["slowdown"][backend] == pytest.approx(row["busy"] / row["quiet"])
+    for load in ("quiet", "busy"):
+        expected = seconds["torch"][load] / seconds["openvino"][load]
+        assert busy["openvino_speedup"][load] == pytest.approx(expected)
+    log = (quick[2] / "busy" / "busy.log").read_text()
+    for backend in ("torch", "openvino"):
+        assert log.count(f"--backend {backend}") == 2  # quiet and busy, fresh processes
 
 
 def test_quick_bench_runs_the_fast_mode_and_measures_its_deviation(quick):
@@ -154,6 +185,59 @@ def test_quick_bench_prints_a_table(quick):
         assert stage in stdout
     assert result["machine"]["cpu"] in stdout
     assert "fast mode" in stdout and "bcd run" in stdout
+    assert "network only, openvino fp32" in stdout and "busy CPU: generate_heatmaps" in stdout
+
+
+def test_busy_process_is_killed_when_the_measured_command_fails(tmp_path):
+    with pytest.raises(CommandFailed, match="exit 4"), busy_process() as spinner:
+        pid = spinner.pid
+        assert spinner.poll() is None  # spinning while the command runs
+        run_measured([sys.executable, "-c", "import sys; sys.exit(4)"], tmp_path / "log")
+    assert spinner.returncode == -signal.SIGKILL
+    assert not Path(f"/proc/{pid}").exists()  # killed and reaped: no zombie left
+
+
+def test_busy_process_ends_by_itself_when_the_bench_dies():
+    # A bench killed outright (no finally runs): its busy process must not spin on forever.
+    dies = (
+        "import os; from bcd.bench.backends import busy_process\n"
+        "with busy_process() as spinner:\n"
+        "    print(spinner.pid, flush=True)\n"
+        "    os._exit(9)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", dies], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 9, done.stderr
+    stat = Path(f"/proc/{int(done.stdout)}/stat")
+    for _ in range(300):  # a guard only: it ends within one loop of its parent's exit
+        if not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return
+        time.sleep(0.1)
+    pytest.fail(f"busy process {done.stdout.strip()} still running after the bench died")
+
+
+def test_busy_row_is_on_by_default_and_can_be_skipped():
+    assert parse_args([]).busy is True and parse_args(["--quick"]).busy is True
+    assert parse_args(["--quick", "--no-busy"]).busy is False
+
+
+def test_busy_row_prints_slowdowns_and_speedups():
+    busy = {
+        "stage": "generate_heatmaps",
+        "exam": "e1",
+        "threads": 2,
+        "busy_processes": 1,
+        "seconds": {
+            "torch": {"quiet": 20.0, "busy": 80.0},
+            "openvino": {"quiet": 10.0, "busy": 16.0},
+        },
+        "slowdown": {"torch": 4.0, "openvino": 1.6},
+        "openvino_speedup": {"quiet": 2.0, "busy": 5.0},
+    }
+    lines = _busy_lines(busy)
+    assert "generate_heatmaps (fp32, CPU) on e1, 2 threads" in lines[1]
+    assert lines[3].split() == ["torch", "20.0", "80.0", "4.00x"]
+    assert lines[4].split() == ["openvino", "10.0", "16.0", "1.60x"]
+    assert lines[5] == "  openvino vs torch: 2.00x quiet, 5.00x busy"
 
 
 def test_gpu_figures_are_printed_beside_the_cpu_run():
