@@ -33,6 +33,7 @@ from bcd.bench.processes import CommandFailed, Measured, thread_env
 from bcd.bench.report import format_report
 from bcd.models.demo_weights import write_demo_weights
 from stages.core.exam import VIEWS
+from stages.generate_heatmaps import DEFAULT_BATCH
 from stages.io.pfs import exam_dirs
 from stages.nets.checkpoints import load_patch_classifier
 from stages.nets.patch_scoring import prepare_model
@@ -47,7 +48,6 @@ from stages.nets.runtime import (
 from stages.table import CLASSIFY, CROP, EXTRACT_CENTERS, GENERATE_HEATMAPS, MODELS, SAMPLE_DATA
 
 REPO = Path(__file__).resolve().parents[2]
-HEATMAP_BATCH = 32  # generate_heatmaps' default
 # A full run stays under ~30 minutes on 2 cores only without the scaling runs (each exam
 # through `bcd run` costs as much as the per-stage runs): those are asked for by name.
 
@@ -257,9 +257,9 @@ def measure_network(
     model = prepare_model(load_patch_classifier(models / PATCH_MODEL_FILE, device))
     flops = network.flops_per_patch(model)
     patches = network.tissue_patches(pfs, exam_id, args.network_patches)
-    # The stage's batch; fewer patches (--quick) make one batch of them, not one zero-padded
-    # to OpenVINO's fixed shape, so that patches/s counts patches.
-    batch = min(HEATMAP_BATCH, len(patches))
+    # The stage's batch per backend; fewer patches (--quick) make one batch of them, not one
+    # zero-padded to OpenVINO's fixed shape, so that patches/s counts patches.
+    batches = {backend: min(DEFAULT_BATCH[backend], len(patches)) for backend in backends.BACKENDS}
     precisions = [("fp32 (exact, the default)", EXACT)]
     if bf16_supported(device):
         precisions.append(("bf16 (fast mode)", resolve_precision("bf16", device)))
@@ -269,7 +269,7 @@ def measure_network(
         for name, precision in precisions:
             print(f"bcd bench: network alone: {backend} {precision.used}", file=sys.stderr)
             rate = backends.network_throughput(
-                model, patches, batch, precision, backend, args.threads
+                model, patches, batches[backend], precision, backend, args.threads
             )
             gflops = rate * flops / 1e9
             throughput[prefix + name] = {
@@ -282,7 +282,7 @@ def measure_network(
     return {
         "gflop_per_patch": flops / 1e9,
         "patches": len(patches),
-        "batch": batch,
+        "batch": batches,
         "backend_versions": backends.versions(),
         "throughput": throughput,
     }
@@ -589,7 +589,7 @@ def run_bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "images": exams.image_count(sources[0]),
             "views": list(VIEWS),
             "epochs": args.epochs,
-            "heatmap_batch": HEATMAP_BATCH,
+            "heatmap_batch": DEFAULT_BATCH,
             "weights": weights,
         },
     }

@@ -180,8 +180,8 @@ def _network_lines(result: dict[str, Any]) -> list[str]:
         versions = ", ".join(f"{name} {v}" for name, v in network["backend_versions"].items())
         lines.append(
             f"  network only: {network['patches']} tissue patches in batches of "
-            f"{network['batch']} (OpenVINO compiled for that shape, as the stage does); "
-            f"{versions}"
+            + ", ".join(f"{size} on {name}" for name, size in network["batch"].items())
+            + f" (OpenVINO compiled for that shape, as the stage does); {versions}"
         )
     return lines
 

@@ -166,5 +166,5 @@ def test_stage_with_the_cache_gives_the_same_heatmaps(tmp_path: Path):
         (pfs / "out").rename(tmp_path / run)
     [entry] = entries(cache)
     assert "converted in" in logs[0] and f"kept in {entry}" in logs[0]
-    assert f"OpenVINO PatchDenseNet121 for (32, 3, 256, 256) from the cache ({entry})" in logs[1]
+    assert f"OpenVINO PatchDenseNet121 for (8, 3, 256, 256) from the cache ({entry})" in logs[1]
     assert len(heatmaps[0]) == 8 and heatmaps[0] == heatmaps[1]  # 4 images x 2 classes
