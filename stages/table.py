@@ -133,10 +133,10 @@ TTA_ENV = {"BCD_EPOCHS": "10"}
 # crop 232 MiB, extract_centers 80 MiB, generate_heatmaps 1.9 GiB (batch 32),
 # classify 1.8 GiB (both models), visualize 375 MiB, summary 51 MiB (one exam). Requests
 # leave 1.5-2x headroom; the torch stages' also covers a CUDA context's host memory on
-# GPU nodes. On the OpenVINO backend (the CPU default for the patch network) peaks rose,
-# measured 2026-12-01 on this project's 2-core VM: generate_heatmaps 2.72 GiB, the single
-# stage 3.39 GiB, hence 4G and 5G. Re-measure with `bcd bench` after changing a stage,
-# and update here.
+# GPU nodes. On the OpenVINO backend (the CPU default for the patch network, batches of 8),
+# measured 2026-12-01 on this project's 2-core VM (Intel Xeon): generate_heatmaps 1.45 GiB,
+# the single stage 2.20 GiB. Re-measure with `bcd bench` after changing a stage, and
+# update here.
 DAG: tuple[Stage, ...] = (
     Stage(
         CROP,
@@ -162,7 +162,7 @@ DAG: tuple[Stage, ...] = (
         "generate-heatmaps",
         True,
         Cross((JoinExams((CROP, EXTRACT_CENTERS)), Whole(MODELS))),
-        Resources("4G", 2, 1800, 7200),
+        Resources("3G", 2, 1800, 7200),
         "Benign and malignant patch-classifier heatmaps per image.",
         batching=WarmExam(gpu_s=3, cpu_s=200),
     ),
@@ -203,7 +203,7 @@ SINGLE_STAGE = Stage(
     "single-stage",
     True,
     Cross((PerExam(SAMPLE_DATA), Whole(MODELS))),
-    Resources("5G", 2, 3600, 14400),
+    Resources("4G", 2, 3600, 14400),
     "Every stage in sequence on one exam per datum.",
     TTA_ENV,
     batching=WarmExam(gpu_s=10, cpu_s=235),
