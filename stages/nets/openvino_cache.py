@@ -85,8 +85,12 @@ def load(folder: Path, key: str) -> ov.Model | None:
         raise ValueError(f"{entry}: unreadable cache entry ({error})") from error
     if not matches:
         raise ValueError(f"{entry}: its files do not match its manifest")
-    model = ov.Core().read_model(entry / XML, entry / BIN)
-    os.utime(manifest_file)  # most recently used
+    try:
+        model = ov.Core().read_model(entry / XML, entry / BIN)
+    except RuntimeError as error:
+        raise ValueError(f"{entry}: OpenVINO cannot read it ({error})") from error
+    with contextlib.suppress(OSError):  # a read-only cache is still a cache
+        os.utime(manifest_file)  # most recently used
     return model
 
 
@@ -131,6 +135,8 @@ def _evict(folder: Path) -> None:
     removals meanwhile are fine)."""
     used: dict[Path, float] = {}
     for path in folder.iterdir():
+        if path.name.startswith("."):  # another worker's entry being written
+            continue
         with contextlib.suppress(OSError):
             used[path] = (path / MANIFEST).stat().st_mtime
     for stale in sorted(used, key=used.__getitem__, reverse=True)[MAX_ENTRIES:]:

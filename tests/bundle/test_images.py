@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 from helpers import REPO, python_module_cmd, skip_unless_required, write_exam
 
+from stages.nets.runtime import OPENVINO_CACHE_ENV
 from stages.table import DAG, MODELS, SAMPLE_DATA, Stage
 
 pytestmark = pytest.mark.images
@@ -180,7 +181,10 @@ def run_on_host(
     pfs.mkdir(parents=True)
     for name, source in inputs.items():
         (pfs / name).symlink_to(source)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BCD_")}
+    # The stage options the spec sets, not this shell's; the test run's conversion cache stays.
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("BCD_") or k == OPENVINO_CACHE_ENV
+    }
     return subprocess.run(
         python_module_cmd(f"stages.{stage.module}", "--pfs", str(pfs)),
         cwd=REPO, env={**env, **stage_env(stage)}, capture_output=True, text=True, timeout=900,
