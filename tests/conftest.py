@@ -9,6 +9,8 @@ import pytest
 
 from stages.nets.runtime import OPENVINO_CACHE_ENV
 
+_CACHE = pytest.StashKey[str]()
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """Every stage process the tests start converts into (and reads from) a fresh folder of
@@ -23,9 +25,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     folder = config.stash.get(_CACHE, None)
     if folder:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-_CACHE = pytest.StashKey[str]()
 
 
 @pytest.fixture

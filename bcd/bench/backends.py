@@ -44,11 +44,13 @@ def network_throughput(
     precision: Precision,
     backend: str,
     threads: int,
+    conversion_cache: Path | None,
 ) -> float:
     """Patches/s of `model` on `backend` at `precision`, built as generate_heatmaps builds it
-    (OpenVINO: converted and compiled for (batch_size, 3, 256, 256), before any timing)."""
+    (OpenVINO: converted, or read from `conversion_cache`, and compiled for
+    (batch_size, 3, 256, 256), before any timing)."""
     device = torch.device("cpu")
-    setup = TorchSetup(device, precision, threads, backend, GENERATE_HEATMAPS, None)
+    setup = TorchSetup(device, precision, threads, backend, GENERATE_HEATMAPS, conversion_cache)
     runnable = on_backend(model, (batch_size, 3, PATCH_SIZE, PATCH_SIZE), setup)
     return network.patches_per_second(runnable, patches, batch_size, precision, device)
 

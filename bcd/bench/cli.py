@@ -248,10 +248,17 @@ def measure_ours(
 
 
 def measure_network(
-    pfs: Path, exam_id: str, models: Path, args: argparse.Namespace, peaks: dict[str, float]
+    pfs: Path,
+    exam_id: str,
+    models: Path,
+    args: argparse.Namespace,
+    peaks: dict[str, float],
+    conversion_cache: Path,
 ) -> dict[str, Any]:
     """The DenseNet alone on tissue patches of the exam, as generate_heatmaps runs it, on
-    each backend: torch's rows keep their names, OpenVINO's are prefixed "openvino "."""
+    each backend: torch's rows keep their names, OpenVINO's are prefixed "openvino ".
+    OpenVINO's network is converted once (or read from the stage run's cache) for both
+    precisions."""
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
     model = prepare_model(load_patch_classifier(models / PATCH_MODEL_FILE, device))
@@ -269,7 +276,7 @@ def measure_network(
         for name, precision in precisions:
             print(f"bcd bench: network alone: {backend} {precision.used}", file=sys.stderr)
             rate = backends.network_throughput(
-                model, patches, batches[backend], precision, backend, args.threads
+                model, patches, batches[backend], precision, backend, args.threads, conversion_cache
             )
             gflops = rate * flops / 1e9
             throughput[prefix + name] = {
@@ -612,7 +619,8 @@ def measure_exam(
     What is measured is saved to --json after each part.
     """
     # The first run of each stage converts into this cache; the cached run reads it.
-    env = {**thread_env(args.threads), OPENVINO_CACHE_ENV: str(work / "openvino-cache")}
+    conversion_cache = work / "openvino-cache"
+    env = {**thread_env(args.threads), OPENVINO_CACHE_ENV: str(conversion_cache)}
     exam_id, images = exam_dir.name, exams.image_count(exam_dir)
     data = work / "exam" / SAMPLE_DATA
     exams.copy_exam(exam_dir, data / exam_id)
@@ -636,7 +644,7 @@ def measure_exam(
         "peak_rss_mib": max(row["peak_rss_mib"] for row in compared),
     }
     heatmaps = stages[GENERATE_HEATMAPS]
-    net = measure_network(pfs, exam_id, models, args, peaks)
+    net = measure_network(pfs, exam_id, models, args, peaks, conversion_cache)
     heatmaps["gflops_effective"] = heatmaps["scored_per_s"] * net["gflop_per_patch"]
     result["network"] = net
     result["cached_conversion"] = measure_cached(
