@@ -106,6 +106,11 @@ def images() -> dict[str, Image]:
     assert built.returncode == 0, f"make build-images failed; its log: {log}\n" + "\n".join(
         log.read_text().splitlines()[-30:]
     )
+    # A rebuild leaves the images it replaced untagged: prune them (podman keeps the layers
+    # of tagged images, so the cache of this build stays), else the store grows a build's
+    # worth of layers each run.
+    pruned = tool("podman", *STORAGE, "image", "prune", "--force")
+    assert pruned.returncode == 0, pruned.stderr
     listed = tool(
         sys.executable, "scripts/render_pipelines.py", "--images",
         "--registry", REGISTRY, "--tag", TAG,
