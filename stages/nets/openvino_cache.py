@@ -100,7 +100,7 @@ def store(
     """Keep `model` under `key`, replacing the entry there if `damaged`; the entry's folder.
 
     An entry another worker completed meanwhile is kept. CacheUnusable when the folder
-    cannot be written.
+    cannot be written, or fills up (nothing of the entry is left then).
     """
     entry = folder / key
     try:
@@ -124,6 +124,11 @@ def store(
                 raise
     except OSError as error:
         raise CacheUnusable(f"{folder}: cannot write the OpenVINO cache ({error})") from error
+    except RuntimeError as error:  # OpenVINO's writer, when a write fails (a full disk, a quota)
+        raise CacheUnusable(
+            f"{folder}: cannot write the OpenVINO cache (saving the network failed: {error}; "
+            "is its disk full?)"
+        ) from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     _evict(folder)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import openvino as ov
 import torch
-from helpers import run_stage_on, write_exam
+from helpers import REPO, run_stage_on, write_exam
 from torch import nn
 
 from bcd.models.demo_weights import write_demo_weights
@@ -119,6 +121,38 @@ def test_an_unwritable_folder_is_said_and_the_network_converted_anyway(tmp_path,
     x = torch.zeros(SHAPE)
     with torch.inference_mode():
         assert network(x).shape == (2, 4)
+
+
+# A folder that fills up mid-write, as a full disk or a quota does: the file-size limit
+# makes every write past 512 bytes fail (EFBIG) in a real process of its own.
+FULL_DISK_RUN = """
+import resource, signal, sys
+from pathlib import Path
+import torch
+from torch import nn
+from stages.nets.openvino_backend import on_openvino
+from stages.nets.runtime import EXACT
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (512, resource.RLIM_INFINITY))
+model = nn.Conv2d(3, 8, 3).eval()
+network = on_openvino(model, (2, 3, 24, 24), EXACT, 1, Path(sys.argv[1]), "bcd test")
+with torch.inference_mode():
+    print(tuple(network(torch.zeros(2, 3, 24, 24)).shape))
+"""
+
+
+def test_a_folder_that_fills_up_is_said_and_leaves_no_partial_entry(tmp_path):
+    cache = tmp_path / "cache"
+    completed = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_RUN, str(cache)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "(2, 8, 22, 22)"
+    assert f"{cache}: cannot write the OpenVINO cache" in completed.stderr
+    assert "is its disk full?" in completed.stderr
+    assert f"set {OPENVINO_CACHE_ENV} to a writable folder, or to 'off'" in completed.stderr
+    assert list(cache.iterdir()) == []  # neither an entry nor its staging folder
 
 
 def test_least_recently_used_entries_beyond_the_bound_are_removed(tmp_path, monkeypatch):
