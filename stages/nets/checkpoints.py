@@ -17,13 +17,12 @@ import pickle
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from torch import nn
 
 from stages.core.errors import brief, shown
-from stages.nets.densenet import PatchDenseNet121
 from stages.nets.provenance import (
     IMAGE_MODEL_FILE,
     IMAGEHEATMAPS_MODEL_FILE,
@@ -36,6 +35,9 @@ from stages.nets.view_split import (
     TRUNK_ALIASES,
     ViewSplitClassifier,
 )
+
+if TYPE_CHECKING:
+    from stages.nets.densenet import PatchDenseNet121
 
 ModelT = TypeVar("ModelT", bound=nn.Module)
 _SHOWN_KEYS = 5
@@ -165,6 +167,10 @@ def load_patch_classifier(
     path: Path, device: torch.device | str = "cpu", *, swap_axes: bool = False
 ) -> PatchDenseNet121:
     """The patch classifier with the weights in `path`, in eval mode on `device`."""
+    # Imported here: the DenseNet brings torchvision (~0.9 s to import), which classify,
+    # loading only the view-split classifiers, never needs.
+    from stages.nets.densenet import PatchDenseNet121
+
     model = PatchDenseNet121(swap_axes=swap_axes)
     _load_into(model, read_patch_state_dict(path), path)
     return _ready(model, device)

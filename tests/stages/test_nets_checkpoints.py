@@ -7,10 +7,12 @@ import os
 import pickle
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import REPO
 
 from stages.nets.checkpoints import (
     CheckpointError,
@@ -223,3 +225,11 @@ def test_published_blob_ids_are_known():
     assert UNVERIFIED_WARNING == (
         "UNVERIFIED WEIGHTS — not the published model; predictions are not clinical"
     )
+
+
+def test_classify_never_imports_torchvision_which_only_the_patch_network_needs():
+    probe = "import sys, stages.classify; print('torchvision' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "False"
