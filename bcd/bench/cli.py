@@ -40,6 +40,7 @@ from stages.nets.patch_scoring import prepare_model
 from stages.nets.provenance import MODEL_FILES, PATCH_MODEL_FILE, file_provenance
 from stages.nets.runtime import (
     EXACT,
+    OPENVINO_BACKEND,
     OPENVINO_CACHE_ENV,
     TORCH_BACKEND,
     bf16_supported,
@@ -694,21 +695,19 @@ def measure_cached(
     heatmaps = heatmap_rates(stage_row(measured, images, None), counts)
     first = result["stages"][GENERATE_HEATMAPS]["seconds"]
     # classify on OpenVINO (auto keeps torch): converting, then from the cache.
-    classify_flags = [*flags, "--backend", "openvino", "--epochs", str(epochs)]
+    classify_flags = [*flags, "--backend", OPENVINO_BACKEND, "--epochs", str(epochs)]
+    classify_repos = {
+        run: f"{CLASSIFY}-{OPENVINO_BACKEND}-{run}" for run in ("converting", "cached")
+    }
     classify = {
         run: stage_row(
             ours.run_stage(
-                CLASSIFY,
-                pfs,
-                pfs.parent / "ours.log",
-                env,
-                classify_flags,
-                output_name=f"{CLASSIFY}-openvino-{run}",
+                CLASSIFY, pfs, pfs.parent / "ours.log", env, classify_flags, output_name=repo
             ),
             images,
             None,
         )
-        for run in ("converting", "cached")
+        for run, repo in classify_repos.items()
     }
     return {
         GENERATE_HEATMAPS: heatmaps,
@@ -720,7 +719,7 @@ def measure_cached(
             **classify,
             "prediction_max_abs_vs_torch": deviation.prediction_difference(
                 deviation.our_predictions(pfs / CLASSIFY / exam_id),
-                deviation.our_predictions(pfs / f"{CLASSIFY}-openvino-cached" / exam_id),
+                deviation.our_predictions(pfs / classify_repos["cached"] / exam_id),
             ),
         },
     }

@@ -28,6 +28,8 @@ import openvino as ov
 import torch
 from torch import nn
 
+from stages.nets.provenance import file_sha256
+
 MANIFEST = "manifest.json"
 XML, BIN = "model.xml", "model.bin"
 # Least recently used entries beyond this are removed (an entry is ~30 MB).
@@ -61,11 +63,6 @@ def conversion_key(model: nn.Module, input_shape: tuple[int, ...], sources: Iter
     return digest.hexdigest()
 
 
-def _sha256(path: Path) -> str:
-    with path.open("rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
-
-
 def load(folder: Path, key: str) -> ov.Model | None:
     """The converted network stored under `key`, or None when there is none.
 
@@ -79,7 +76,7 @@ def load(folder: Path, key: str) -> ov.Model | None:
     try:
         manifest = json.loads(manifest_file.read_text())
         matches = manifest.get("key") == key and all(
-            _sha256(entry / name) == manifest["sha256"][name] for name in (XML, BIN)
+            file_sha256(entry / name) == manifest["sha256"][name] for name in (XML, BIN)
         )
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{entry}: unreadable cache entry ({error})") from error
@@ -111,7 +108,7 @@ def store(
     try:
         # compress_to_fp16 would halve the weights' precision: the cache must be exact.
         ov.save_model(model, staging / XML, compress_to_fp16=False)
-        sha256 = {name: _sha256(staging / name) for name in (XML, BIN)}
+        sha256 = {name: file_sha256(staging / name) for name in (XML, BIN)}
         (staging / MANIFEST).write_text(
             json.dumps({"key": key, "sha256": sha256, **about}, indent=2) + "\n"
         )

@@ -29,9 +29,8 @@ OPENVINO_BACKEND = "openvino"
 BACKEND_CHOICES = ("auto", TORCH_BACKEND, OPENVINO_BACKEND)
 # What auto runs on the CPU, per stage (on CUDA: torch). generate_heatmaps: OpenVINO, ~2x
 # torch's patches/s quiet, ~3x beside a busy process. classify: torch, because its four
-# compiled trunks hold their own working memory (peak RSS 2.6 GiB against torch's 1.8 and
-# the reference's 2.0) for 18 s per exam against torch's 22 s once their conversion is
-# cached (docs/performance.md).
+# compiled trunks hold their own working memory, ~0.9 GiB more than torch and above the
+# reference's peak, for a few seconds less per exam (figures: docs/performance.md).
 AUTO_CPU_BACKEND = {GENERATE_HEATMAPS: OPENVINO_BACKEND, CLASSIFY: TORCH_BACKEND}
 # Where converted OpenVINO networks are kept (stages.nets.openvino_cache); "off": nowhere.
 OPENVINO_CACHE_ENV = "BCD_OPENVINO_CACHE"
